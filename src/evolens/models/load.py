@@ -1,0 +1,94 @@
+"""``load_model``: the built-in demo model, or any supported Hugging Face model from the local cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import transformers
+from torch import nn
+
+from evolens.errors import ModelLoadError
+from evolens.models.check import check_adapter
+from evolens.models.loaded import LoadedModel
+from evolens.models.registry import adapter_for_architecture
+
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+BUILTIN = {"demo": "load_demo", "demo-text": "load_demo_text"}
+
+
+def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """ "bf16" / "float32" / torch.dtype / None (the checkpoint's own dtype) -> torch.dtype or None."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"unknown dtype '{dtype}'; use one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_model(
+    name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, check: bool = True
+) -> LoadedModel:
+    """Load ``name`` ("demo", "demo-text" (its decoder alone), a hub id present in the local HF cache, or a local directory).
+
+    The adapter is chosen from ``config.architectures``; with ``check`` the lens at the last layer is
+    compared with the model's logits before the model is returned.
+    """
+    if name in BUILTIN:
+        import evolens.models.demo as demo
+
+        loaded = getattr(demo, BUILTIN[name])(device=device, dtype=parse_dtype(dtype) or torch.float32)
+    else:
+        loaded = _load_hf(name, device, parse_dtype(dtype))
+    if check:
+        loaded.info["adapter_check_max_abs_diff"] = check_adapter(loaded)
+    return loaded
+
+
+def from_model(
+    model: nn.Module,
+    tokenizer: Any,
+    processor: Any | None = None,
+    name: str | None = None,
+    check: bool = True,
+) -> LoadedModel:
+    """Wrap an already built model (e.g. a tiny random one) with the adapter of its class."""
+    adapter = adapter_for_architecture(type(model).__name__)
+    loaded = LoadedModel(name or type(model).__name__, model.eval(), tokenizer, processor, adapter)
+    if check:
+        loaded.info["adapter_check_max_abs_diff"] = check_adapter(loaded)
+    return loaded
+
+
+def _load_hf(name: str, device: str | torch.device, dtype: torch.dtype | None) -> LoadedModel:
+    try:
+        config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"unknown model '{name}': not 'demo', not a local directory, and not in the local Hugging Face cache"
+        ) from exc
+    architecture = (getattr(config, "architectures", None) or [type(config).__name__])[0]
+    adapter = adapter_for_architecture(architecture)
+    model_class = getattr(transformers, adapter.auto_class)
+    try:
+        model = model_class.from_pretrained(name, dtype=dtype or "auto", local_files_only=True)
+        processor = (
+            transformers.AutoProcessor.from_pretrained(name, local_files_only=True)
+            if adapter.vision
+            else None
+        )
+        tokenizer = getattr(processor, "tokenizer", None) or transformers.AutoTokenizer.from_pretrained(
+            name, local_files_only=True
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load '{name}': {str(exc).splitlines()[0]}") from exc
+    revision = getattr(config, "_commit_hash", None)
+    return LoadedModel(name, model.to(device).eval(), tokenizer, processor, adapter, revision=revision)
