@@ -37,7 +37,7 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 def load_model(
     name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, check: bool = True
 ) -> LoadedModel:
-    """Load ``name`` ("demo", "demo-text" (its decoder alone), a hub id present in the local HF cache, or a local directory).
+    """Load ``name``: "demo", "demo-text" (its decoder alone), a cached hub id, or a local directory.
 
     The adapter is chosen from ``config.architectures``; with ``check`` the lens at the last layer is
     compared with the model's logits before the model is returned.
@@ -73,7 +73,7 @@ def _load_hf(name: str, device: str | torch.device, dtype: torch.dtype | None) -
         config = transformers.AutoConfig.from_pretrained(name, local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(
-            f"unknown model '{name}': not 'demo', not a local directory, and not in the local Hugging Face cache"
+            f"unknown model '{name}': not built in, not a local directory, not in the local HF cache"
         ) from exc
     architecture = (getattr(config, "architectures", None) or [type(config).__name__])[0]
     adapter = adapter_for_architecture(architecture)
