@@ -34,7 +34,9 @@ class VerifyReport:
 Check = Callable[[LoadedModel, "Image.Image | None", str, int], "float | bool"]
 
 
-def greedy_top1_matches_emitted(loaded: LoadedModel, image: Image.Image | None, prompt: str, steps: int) -> bool:
+def greedy_top1_matches_emitted(
+    loaded: LoadedModel, image: Image.Image | None, prompt: str, steps: int
+) -> bool:
     """Generate greedily; at each step the lens top-1 of the last layer must be the emitted token."""
     inputs = loaded.build_inputs([prompt], [image] if loaded.adapter.vision else None)
     states: list[torch.Tensor] = []
@@ -64,7 +66,10 @@ CHECKS: dict[str, Check] = {
 
 
 def verify_model(
-    loaded: LoadedModel, image: Image.Image | None = None, prompt: str = "Describe this image.", steps: int = 4
+    loaded: LoadedModel,
+    image: Image.Image | None = None,
+    prompt: str = "Describe this image.",
+    steps: int = 4,
 ) -> VerifyReport:
     """Run every check in ``CHECKS``; failures are collected, not raised."""
     report = VerifyReport(loaded.name)
