@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/evolens demo
+	$(VENV)/bin/evolens run --config configs/demo.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -19,6 +19,12 @@ def demo_text() -> LoadedModel:
 
 
 @pytest.fixture(scope="session")
+def demo_vlm() -> LoadedModel:
+    """The built-in demo VLM (EfficientNet-Lite0 + trained projector + SmolLM2-135M), fp32."""
+    return load_model("demo")
+
+
+@pytest.fixture(scope="session")
 def smollm2_tokenizer(demo_text: LoadedModel):
     """SmolLM2's tokenizer (chat template included), usable offline for tiny random models."""
     return demo_text.tokenizer

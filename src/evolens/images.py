@@ -16,6 +16,7 @@ from evolens.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 MAX_SIDE = 2048
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 Image.MAX_IMAGE_PIXELS = 400_000_000  # a 10000x10000 photo is legitimate; larger is refused by PIL
 
 
@@ -44,11 +45,8 @@ def load_image(path: str | Path) -> Image.Image:
 def to_rgb(image: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB, transparency composited on white, long side at most ``MAX_SIDE``."""
     image = ImageOps.exif_transpose(image)
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+    if image.mode in HIGH_DEPTH_MODES:
+        image = Image.fromarray(_to_8_bit(np.asarray(image, dtype=np.float64), image.mode), mode="L")
     if image.mode == "P":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA"):
@@ -58,6 +56,24 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if max(image.size) > MAX_SIDE:
         image.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     return image
+
+
+def _to_8_bit(array: np.ndarray, mode: str) -> np.ndarray:
+    """A high-depth single-channel array (H, W) -> uint8 (H, W).
+
+    16-bit values keep their brightness (65535 -> 255); 32-bit integer or float data of unknown range is
+    stretched from its minimum to its maximum.
+    """
+    low, high = float(array.min()), float(array.max())
+    if mode.startswith("I;16") or (mode == "I" and low >= 0 and high <= 65535 and high > 255):
+        scaled = array / 257.0
+    elif mode == "F" and low >= 0 and high <= 1:
+        scaled = array * 255.0
+    elif mode == "I" and low >= 0 and high <= 255:
+        scaled = array
+    else:
+        scaled = (array - low) / (high - low) * 255 if high > low else np.zeros_like(array)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
 def file_sha256(path: str | Path) -> str:

@@ -23,7 +23,7 @@ def _root() -> None:
     """How knowledge evolves, layer by layer, inside vision-language models while they generate text."""
 
 
-COMMAND_MODULES = ("demo", "models", "trace", "analyze", "skip", "hallucination", "run")
+COMMAND_MODULES = ("demo", "models", "trace", "analyze", "compare", "skip", "hallucination", "run", "verify")
 
 
 def _register_commands() -> None:

@@ -34,6 +34,7 @@ class ModelAdapter:
         vision: whether the family takes images.
         image_first: for processor chats, whether the image precedes the text in the user turn.
         prompt_template: for ``processor_prompt`` families, the prompt format ("{prompt}" is replaced).
+        images_per_prompt: the processor wants one list of images per prompt, not one flat list (SmolVLM).
     """
 
     family: str
@@ -49,6 +50,7 @@ class ModelAdapter:
     vision: bool = True
     image_first: bool = True
     prompt_template: str = "{prompt}"
+    images_per_prompt: bool = False
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from PIL import Image
 
 from evolens.errors import AdapterCheckError
 from evolens.models.loaded import LoadedModel
@@ -16,10 +17,11 @@ def last_layer_output(output: Any) -> torch.Tensor:
 
 
 def logits_from_last_layer(loaded: LoadedModel, hidden: torch.Tensor) -> torch.Tensor:
-    """unembedding(final_norm(h)) in fp32, soft-capped where the family caps: (..., d) -> (..., V)."""
-    logits = loaded.unembedding(loaded.final_norm(hidden)).float()
-    cap = loaded.logit_softcap
-    return cap * torch.tanh(logits / cap) if cap else logits
+    """unembedding(final_norm(h)) in fp32, soft-capped where the family caps: (..., d) -> (..., V).
+
+    The one implementation of the lens identity is ``evolens.lens.Unembed``; this is its normed logits.
+    """
+    return loaded.unembed.logits(hidden)
 
 
 @torch.inference_mode()
@@ -31,6 +33,9 @@ def check_adapter(
     Returns the max abs difference; raises ``AdapterCheckError`` when it exceeds ``atol`` in fp32, or 2% of
     the largest logit in half precision.
     """
+    if inputs is None and loaded.adapter.vision:  # some VLMs (InstructBLIP) refuse a text-only forward
+        image = Image.new("RGB", (64, 64), (200, 30, 30))
+        inputs = dict(loaded.build_inputs(["Describe the picture."], [image]))
     if inputs is None:
         ids = loaded.tokenizer("The picture shows", return_tensors="pt")["input_ids"].to(loaded.device)
         inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}

@@ -14,6 +14,8 @@ from transformers import BatchFeature
 
 from evolens.errors import InputError
 
+TRAINING_ONLY_KEYS = frozenset({"labels"})
+
 if TYPE_CHECKING:
     from evolens.models.loaded import LoadedModel
 
@@ -93,5 +95,7 @@ def _call_processor(
     tokenizer.padding_side = "left"
     kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
     if present:
-        kwargs["images"] = present
-    return BatchFeature(dict(loaded.processor(**kwargs)))
+        kwargs["images"] = [[img] for img in present] if loaded.adapter.images_per_prompt else present
+    encoded = loaded.processor(**kwargs)
+    # training targets some processors add (PaliGemma's "labels") are no model input for generation
+    return BatchFeature({k: v for k, v in encoded.items() if k not in TRAINING_ONLY_KEYS})

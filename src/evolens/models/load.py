@@ -11,6 +11,7 @@ from torch import nn
 from evolens.errors import ModelLoadError
 from evolens.models.check import check_adapter
 from evolens.models.loaded import LoadedModel
+from evolens.models.processors import load_processor
 from evolens.models.registry import adapter_for_architecture
 
 DTYPES = {
@@ -80,15 +81,11 @@ def _load_hf(name: str, device: str | torch.device, dtype: torch.dtype | None) -
     model_class = getattr(transformers, adapter.auto_class)
     try:
         model = model_class.from_pretrained(name, dtype=dtype or "auto", local_files_only=True)
-        processor = (
-            transformers.AutoProcessor.from_pretrained(name, local_files_only=True)
-            if adapter.vision
-            else None
-        )
+        processor = load_processor(name, config) if adapter.vision else None
         tokenizer = getattr(processor, "tokenizer", None) or transformers.AutoTokenizer.from_pretrained(
             name, local_files_only=True
         )
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load '{name}': {str(exc).splitlines()[0]}") from exc
+    except (OSError, ValueError, ImportError) as exc:
+        raise ModelLoadError(f"cannot load '{name}': {str(exc).strip().splitlines()[0]}") from exc
     revision = getattr(config, "_commit_hash", None)
     return LoadedModel(name, model.to(device).eval(), tokenizer, processor, adapter, revision=revision)

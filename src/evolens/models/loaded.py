@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -14,6 +14,9 @@ from transformers import BatchFeature
 
 from evolens.models.adapter import ModelAdapter
 from evolens.models.inputs import build_inputs
+
+if TYPE_CHECKING:
+    from evolens.lens import Unembed
 
 
 @dataclass
@@ -56,6 +59,13 @@ class LoadedModel:
     def embed_tokens(self) -> nn.Module:
         """The token embedding: (...,) int -> (..., d_model)."""
         return self.adapter.resolve(self.model, "embed_tokens")
+
+    @cached_property
+    def unembed(self) -> Unembed:
+        """The logit lens in fp32 (final norm + unembedding, an fp32 copy for half-precision models)."""
+        from evolens.lens import Unembed
+
+        return Unembed.from_model(self)
 
     @property
     def n_layers(self) -> int:

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 import torch
 from PIL import Image
 
+from evolens.interventions.checks import PLAN_CHECKS
 from evolens.models.check import check_adapter, last_layer_output, logits_from_last_layer
 from evolens.models.loaded import LoadedModel
+from evolens.trace_check import TRACE_CHECKS
 
 
 @dataclass
@@ -62,6 +64,8 @@ def adapter_logits_diff(loaded: LoadedModel, image: Image.Image | None, prompt: 
 CHECKS: dict[str, Check] = {
     "lens_equals_logits": adapter_logits_diff,
     "greedy_top1_is_emitted": greedy_top1_matches_emitted,
+    **PLAN_CHECKS,
+    **TRACE_CHECKS,
 }
 
 

@@ -17,5 +17,11 @@ def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torc
 
 
 def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
-    """The demo VLM with its trained projector."""
-    raise NotImplementedError("the demo VLM is being built")
+    """The demo VLM with its trained projector (``evolens/assets/demo``) as a ``LoadedModel`` "demo"."""
+    from evolens.models.demo.assets import load_demo_vlm
+    from evolens.models.registry import adapter_for_family
+
+    model, processor, manifest = load_demo_vlm(dtype=dtype)
+    loaded = LoadedModel("demo", model.to(device), processor.tokenizer, processor, adapter_for_family("demo"))
+    loaded.info["demo_manifest"] = manifest
+    return loaded

@@ -1,0 +1,273 @@
+"""What tracing costs: evolens.trace against plain generate(), the cheapest exact lens, and the paper's way.
+
+On the demo VLM (or --model), N images, greedy decoding, all in one run and as medians over --repeats
+(methods interleaved within each repeat so machine load hits them alike):
+
+  plain   build inputs + generate()
+  floor   plain + hooks + per step ONE bare fp32 matmul of all layers' last-position states with the
+          unembedding (the least any exact full-vocabulary lens can cost; its result is thrown away;
+          rows past their end of sequence are skipped, as ours does)
+  ours    evolens.trace(): normed lens, every metric (prob, rank, entropy, JSD next/last, KL, top-k),
+          written to a trace directory
+  ours+paper_js  the same plus the paper's JS on the raw lens (a second unembedding of every layer)
+  paper   the released heatmap script's approach: one image at a time, generate(output_hidden_states=True,
+          return_dict_in_generate=True), then per step lm_head on every kept state (at the prefill every
+          prompt position) and a Python loop over layer pairs with float64 softmaxes and its "JS"
+  paper-batched  the same loops on our batches with lm_head on the last position only (kinder to it)
+
+Ratios: (a) ours / plain, (b) ours / floor (goal <= 1.2), (c) paper / ours (goal >= 3).
+(d) peak memory: each method once in a fresh subprocess, peak RSS (VmHWM after resetting it) minus the RSS
+before the method, i.e. after loading the model; on CUDA torch.cuda.max_memory_allocated instead.
+
+    .venv/bin/python benchmarks/trace_overhead.py [--images 16] [--batch-size 8] [--max-new-tokens 32]
+        [--repeats 3] [--threads N] [--model demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from evolens.capture import LayerCapture, TokenStreamer
+from evolens.images import load_image
+from evolens.models import LoadedModel, load_model
+from evolens.trace import trace
+
+PROMPT = "Describe this image."
+PHOTOS = (
+    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+    "colorwheel", "camera", "coins", "moon", "page", "text", "horse", "clock", "grass",
+)  # fmt: skip
+METHODS = ("plain", "floor", "ours", "ours+paper_js", "paper", "paper-batched")
+
+
+def write_images(folder: Path, count: int) -> list[Path]:
+    """``count`` bundled scikit-image photos as PNG files (cycled when more are asked for)."""
+    import skimage.data
+
+    paths = []
+    for index in range(count):
+        name = PHOTOS[index % len(PHOTOS)]
+        path = folder / f"{index:02d}-{name}.png"
+        Image.fromarray(np.asarray(getattr(skimage.data, name)())).save(path)
+        paths.append(path)
+    return paths
+
+
+def batches_of(paths: list[Path], size: int) -> list[list[Path]]:
+    return [paths[i : i + size] for i in range(0, len(paths), size)]
+
+
+def build(loaded: LoadedModel, paths: list[Path]):
+    images = [load_image(p) for p in paths] if loaded.adapter.vision else None
+    return loaded.build_inputs([PROMPT] * len(paths), images)
+
+
+def run_plain(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+    for batch in batches_of(paths, args.batch_size):
+        loaded.generate(build(loaded, batch), max_new_tokens=args.max_new_tokens)
+
+
+def run_floor(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+    weight = loaded.unembedding.weight.detach().float()
+    for batch in batches_of(paths, args.batch_size):
+        _floor_batch(loaded, build(loaded, batch), weight, args.max_new_tokens)
+
+
+def _floor_batch(loaded: LoadedModel, inputs: Any, weight: torch.Tensor, max_new_tokens: int) -> None:
+    eos = torch.tensor(loaded.eos_token_ids)
+    active = torch.ones(inputs["input_ids"].shape[0], dtype=torch.bool)  # rows past EOS skipped, as ours
+
+    def unembed_all_layers(tokens: torch.Tensor) -> None:
+        states = capture.pop()[active]
+        states.reshape(-1, states.shape[-1]).float() @ weight.T
+        active[active.clone()] &= ~torch.isin(tokens[active], eos)
+
+    with LayerCapture(loaded) as capture, torch.inference_mode():
+        loaded.generate(inputs, max_new_tokens=max_new_tokens, streamer=TokenStreamer(unembed_all_layers))
+
+
+def run_ours(
+    loaded: LoadedModel, paths: list[Path], args: argparse.Namespace, paper_js: bool = False
+) -> None:
+    with tempfile.TemporaryDirectory() as out:
+        items = paths if loaded.adapter.vision else None
+        prompt = PROMPT if loaded.adapter.vision else [f"{PROMPT} ({p.stem})" for p in paths]
+        result = trace(
+            loaded, items, prompt, out=out, max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size, paper_js=paper_js,
+        )  # fmt: skip
+        assert result.ok and len(result.traced) == len(paths), result.failures
+
+
+def run_paper(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+    """The released heatmap script's approach: one image at a time, generate keeping every hidden state,
+    then per step: lm_head on every position of every layer (at the prefill all prompt positions, of
+    which it keeps the last), and per pair of consecutive layers float64 softmaxes and the DoLa "JS"."""
+    lm_head = loaded.unembedding
+    for path in paths:
+        output = _generate_keeping_states(loaded, build(loaded, [path]), args.max_new_tokens)
+        with torch.inference_mode():
+            for step, layers in enumerate(output.hidden_states):
+                distribution = torch.cat([lm_head(h) for h in layers], dim=0)  # (L+1, positions, V)
+                _paper_js_loop(distribution[:, -1, :] if step == 0 else distribution)
+
+
+def run_paper_batched(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+    """The same computation made kinder: our batches, and lm_head on the last position only."""
+    lm_head = loaded.unembedding
+    for batch in batches_of(paths, args.batch_size):
+        output = _generate_keeping_states(loaded, build(loaded, batch), args.max_new_tokens)
+        with torch.inference_mode():
+            for layers in output.hidden_states:
+                _paper_js_loop(torch.stack([lm_head(h[:, -1, :]) for h in layers]))  # (L+1, B, V)
+
+
+def _generate_keeping_states(loaded: LoadedModel, inputs: Any, max_new_tokens: int) -> Any:
+    with torch.inference_mode():
+        return loaded.model.generate(
+            **inputs,
+            **loaded.generation_kwargs(max_new_tokens=max_new_tokens),
+            output_hidden_states=True,
+            return_dict_in_generate=True,
+        )
+
+
+def _paper_js_loop(logits: torch.Tensor) -> list[float]:
+    """The script's ``compute_js_divergence_between_layers``: logits (L+1, ..., V), a loop over layers."""
+    values = []
+    for layer in range(len(logits) - 1):
+        current, following = logits[layer].double(), logits[layer + 1].double()
+        mixture = 0.5 * (F.softmax(current, dim=-1) + F.softmax(following, dim=-1))
+        first = F.kl_div(F.log_softmax(current, dim=-1), mixture, reduction="none").mean(-1)
+        second = F.kl_div(F.log_softmax(following, dim=-1), mixture, reduction="none").mean(-1)
+        values.append((0.5 * (first + second)).mean().item())
+    return values
+
+
+RUNNERS: dict[str, Callable[[LoadedModel, list[Path], argparse.Namespace], None]] = {
+    "plain": run_plain,
+    "floor": run_floor,
+    "ours": run_ours,
+    "ours+paper_js": lambda loaded, paths, args: run_ours(loaded, paths, args, paper_js=True),
+    "paper": run_paper,
+    "paper-batched": run_paper_batched,
+}
+
+
+def rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def measure_memory(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace, method: str) -> float:
+    """Peak memory (MiB) the method adds to a process that has just loaded the model."""
+    if loaded.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        RUNNERS[method](loaded, paths, args)
+        return (torch.cuda.max_memory_allocated() - before) / 2**20
+    before = rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
+    RUNNERS[method](loaded, paths, args)
+    return (rss_kib("VmHWM") - before) / 1024
+
+
+def memory_in_subprocess(method: str, argv: list[str]) -> float:
+    command = [sys.executable, __file__, *argv, "--memory-of", method]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    return float(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="demo")
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    loaded = load_model(args.model, device=args.device)
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_images(Path(folder), args.images)
+        if args.memory_of:
+            print(measure_memory(loaded, paths, args, args.memory_of))
+            return
+        methods = args.methods.split(",")
+        run_plain(loaded, paths[: args.batch_size], argparse.Namespace(**{**vars(args), "max_new_tokens": 2}))
+        seconds: dict[str, list[float]] = {m: [] for m in methods}
+        for repeat in range(args.repeats):
+            for method in methods:
+                began = time.perf_counter()
+                RUNNERS[method](loaded, paths, args)
+                seconds[method].append(time.perf_counter() - began)
+            print(
+                f"repeat {repeat + 1}: " + ", ".join(f"{m} {s[-1]:.1f}s" for m, s in seconds.items()),
+                flush=True,
+            )
+    argv = [f"--model={args.model}", f"--images={args.images}", f"--batch-size={args.batch_size}"]
+    argv += [f"--max-new-tokens={args.max_new_tokens}", f"--device={args.device}"]
+    argv += [f"--threads={args.threads}"] if args.threads else []
+    memory = {m: memory_in_subprocess(m, argv) for m in methods}
+    report(args, loaded, {m: statistics.median(s) for m, s in seconds.items()}, memory)
+
+
+def report(
+    args: argparse.Namespace, loaded: LoadedModel, median: dict[str, float], memory: dict[str, float]
+) -> None:
+    load = os.getloadavg()[0]
+    print(
+        f"\n{loaded.name}: {loaded.n_layers} layers, vocab {loaded.unembed.vocab_size}; "
+        f"{args.images} images, "
+        f"batch {args.batch_size}, {args.max_new_tokens} new tokens, {torch.get_num_threads()} threads, "
+        f"device {args.device}, load average {load:.1f}; medians of {args.repeats}"
+    )
+    print(f"{'method':>14} {'seconds':>9} {'peak MiB':>9}")
+    for method, value in median.items():
+        print(f"{method:>14} {value:>9.2f} {memory.get(method, float('nan')):>9.0f}")
+    ratios = {}
+    if {"ours", "plain"} <= median.keys():
+        ratios["a_ours_over_plain"] = median["ours"] / median["plain"]
+    if {"ours", "floor"} <= median.keys():
+        ratios["b_ours_over_floor"] = median["ours"] / median["floor"]
+    if {"ours+paper_js", "floor"} <= median.keys():
+        ratios["b_ours_paper_js_over_floor"] = median["ours+paper_js"] / median["floor"]
+    if {"paper", "ours"} <= median.keys():
+        ratios["c_paper_over_ours"] = median["paper"] / median["ours"]
+    if {"paper", "ours+paper_js"} <= median.keys():
+        ratios["c_paper_over_ours_paper_js"] = median["paper"] / median["ours+paper_js"]
+    if {"paper-batched", "ours+paper_js"} <= median.keys():
+        ratios["c_paper_batched_over_ours_paper_js"] = median["paper-batched"] / median["ours+paper_js"]
+    for name, value in ratios.items():
+        print(f"{name:>28} {value:6.2f}")
+    if args.json:
+        payload = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "load": load}
+        payload.update(seconds=median, peak_mib=memory, ratios=ratios, threads=torch.get_num_threads())
+        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""Distribution level: per-layer means over a whole trace with cluster-bootstrap 95% intervals, by token kind.
+
+Metrics (each a per-layer vector per token, averaged over tokens):
+
+- ``jsd_next``: JSD(p_l, p_{l+1}), nats, one value per transition l = 0..L-1 (plotted at layer l+1);
+- ``kl_last``: KL(p_L || p_l), nats;
+- ``entropy``: H(p_l), nats;
+- ``prob``: p_l(emitted token);
+- ``log_rank``: log2(1 + rank of the emitted token) (the mean of raw ranks is dominated by a few
+  tokens ranked in the tens of thousands);
+- ``top1``: the fraction of tokens whose emitted token is already top-1 at layer l.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evolens.analysis.bootstrap import DEFAULT_N_BOOT, MeanCI, bootstrap_mean
+from evolens.analysis.stages import log_rank
+from evolens.analysis.tokens import KINDS, kinds_for_trace
+from evolens.analysis.trace import Trace
+
+METRICS = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1")
+METRIC_LABELS = {
+    "jsd_next": "JSD to the previous layer (nats)",
+    "kl_last": "KL(p_L ‖ p_l) (nats)",
+    "entropy": "entropy (nats)",
+    "prob": "p(emitted token)",
+    "log_rank": "log2(1 + rank of emitted token)",
+    "top1": "fraction with emitted token top-1",
+}
+
+
+def metric_values(trace: Trace, metric: str) -> np.ndarray:
+    """(n_tokens, L) for ``jsd_next``, (n_tokens, L+1) for the others."""
+    if metric == "log_rank":
+        return log_rank(trace.matrix("rank"))
+    if metric == "top1":
+        return (trace.matrix("rank") == 0).astype(np.float64)
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric '{metric}'")
+    return trace.matrix(metric)
+
+
+def metric_layers(trace: Trace, metric: str) -> np.ndarray:
+    """The lens layer each value of ``metric`` belongs to: 1..L for ``jsd_next`` (the layer that made
+    the change), 0..L otherwise."""
+    return np.arange(1, trace.n_layers + 1) if metric == "jsd_next" else np.arange(trace.n_layers + 1)
+
+
+def layer_statistics(
+    trace: Trace, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, metrics: tuple[str, ...] = METRICS
+) -> dict[str, dict[str, MeanCI]]:
+    """metric -> token kind ("all" and each kind present) -> per-layer mean and interval."""
+    clusters, n_clusters = trace.sample_index(), len(trace.samples)
+    kinds = kinds_for_trace(trace)
+    groups = {"all": np.ones(trace.n_tokens, dtype=bool)}
+    groups.update({kind: kinds == kind for kind in KINDS if (kinds == kind).any()})
+    statistics: dict[str, dict[str, MeanCI]] = {}
+    for metric in metrics:
+        values = metric_values(trace, metric)
+        statistics[metric] = {
+            group: bootstrap_mean(values[mask], clusters[mask], n_clusters, n_boot=n_boot, seed=seed)
+            for group, mask in groups.items()
+        }
+    return statistics
+
+
+def statistics_to_dict(statistics: dict[str, dict[str, MeanCI]], trace: Trace) -> dict:
+    """JSON-ready: metric -> {"layers": [...], "label": ..., kind -> {mean, low, high, n_tokens}}."""
+    return {
+        metric: {
+            "layers": metric_layers(trace, metric).tolist(),
+            "label": METRIC_LABELS[metric],
+            **{group: ci.to_dict() for group, ci in groups.items()},
+        }
+        for metric, groups in statistics.items()
+    }

@@ -1,0 +1,69 @@
+"""Strings for token ids, from the trace alone where possible.
+
+A trace stores the string of every emitted token, but only the ids of the top-k candidates. Strings come
+from, in order: a ``topk_tokens`` step column or a ``vocab.json`` ({id: string}) if the trace has one;
+the emitted tokens themselves; the tokenizer named by the trace's metadata when it is on this machine
+(tokenizer files only, never the model); and otherwise ``#<id>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from evolens.analysis.trace import Trace
+
+log = logging.getLogger(__name__)
+
+
+class TokenStrings:
+    """id -> string for one trace; call it with a token id."""
+
+    def __init__(self, trace: Trace, use_tokenizer: bool = True) -> None:
+        self._known: dict[int, str] = {}
+        vocab_file = trace.directory / "vocab.json"
+        if vocab_file.is_file():
+            self._known.update({int(k): v for k, v in json.loads(vocab_file.read_text()).items()})
+        if "topk_tokens" in trace.steps:
+            ids, _ = trace.topk()
+            for step_ids, step_tokens in zip(ids, trace.steps["topk_tokens"], strict=True):
+                for layer_ids, layer_tokens in zip(step_ids, step_tokens, strict=True):
+                    self._known.update(zip(layer_ids.tolist(), list(layer_tokens), strict=True))
+        self._known.update(zip(trace.steps["token_id"].astype(int), trace.steps["token"], strict=True))
+        self._decode = _local_tokenizer(trace.meta) if use_tokenizer else None
+
+    def __call__(self, token_id: int) -> str:
+        token_id = int(token_id)
+        if token_id not in self._known:
+            self._known[token_id] = self._decode(token_id) if self._decode else f"#{token_id}"
+        return self._known[token_id]
+
+    def many(self, token_ids: np.ndarray) -> np.ndarray:
+        """Strings for an array of ids, same shape."""
+        flat = [self(t) for t in np.asarray(token_ids).ravel()]
+        return np.asarray(flat, dtype=object).reshape(np.shape(token_ids))
+
+
+def _local_tokenizer(meta: dict) -> Callable[[int], str] | None:
+    """A decoder for single ids from the trace's tokenizer, if it can be loaded offline; else None."""
+    source = meta.get("tokenizer") or meta.get("model")
+    if not source:
+        return None
+    try:
+        if source in ("demo", "demo-text"):
+            from evolens.models.demo.decoder import decoder_cache_dir
+
+            source = str(decoder_cache_dir())
+        if not Path(source).exists() and "/" not in source:
+            return None
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except Exception as exc:  # any failure just means ids are shown as numbers
+        log.debug("no tokenizer for %s: %s", source, exc)
+        return None
+    return lambda token_id: tokenizer.decode([token_id])

@@ -1,0 +1,89 @@
+"""``evolens trace``: generate on images (or a manifest) and write the per-layer trace dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from evolens.cli import app
+
+
+@app.command("trace")
+def trace_command(
+    images: Annotated[
+        Path | None,
+        typer.Option(help="An image, a folder of images, or a JSONL manifest (image and prompt per line)."),
+    ] = None,
+    prompt: Annotated[
+        list[str] | None, typer.Option("--prompt", "-p", help="The question; repeat for several.")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Trace directory (resumes when it exists).")
+    ] = Path("evolens-trace"),
+    model: Annotated[str, typer.Option(help="demo, demo-text, a cached hub id or a local path.")] = "demo",
+    max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Samples per generate() call (left padded).")] = 4,
+    lens: Annotated[
+        str, typer.Option(help="normed (final norm first, correct) or raw (the paper's).")
+    ] = "normed",
+    paper_js: Annotated[
+        bool | None,
+        typer.Option(
+            "--paper-js/--no-paper-js", help="Record the paper's JS (default: only with --lens raw)."
+        ),
+    ] = None,
+    top_k: Annotated[int, typer.Option(help="Top tokens kept per layer and step.")] = 5,
+    keep_hidden: Annotated[
+        bool, typer.Option(help="Store hidden states (fp16) for the feature views.")
+    ] = False,
+    hidden_steps: Annotated[
+        str, typer.Option(help="With --keep-hidden: steps to keep, e.g. all, 0-9, 0,3,5.")
+    ] = "all",
+    hidden_layers: Annotated[str, typer.Option(help="With --keep-hidden: lens layers to keep.")] = "all",
+    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy.")] = False,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_p: Annotated[float, typer.Option(help="Sampling nucleus.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
+    dtype: Annotated[
+        str | None, typer.Option(help="float32, bfloat16 or float16 (default: model's).")
+    ] = None,
+) -> None:
+    """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
+    from rich.console import Console
+
+    from evolens.recorder import HiddenSelection
+    from evolens.trace import trace
+
+    hidden = HiddenSelection.parse(hidden_steps, hidden_layers) if keep_hidden else False
+    result = trace(
+        model,
+        images,
+        prompt or None,
+        out=out,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        lens=lens,
+        keep_hidden=hidden,
+        top_k=top_k,
+        do_sample=sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        paper_js=paper_js,
+        progress=True,
+        device=device,
+        dtype=dtype,
+    )
+    console = Console(stderr=True)
+    skipped = f", {len(result.skipped)} already done" if result.skipped else ""
+    console.print(f"traced {len(result.traced)} samples{skipped} -> {result.out}")
+    if result.failures:
+        console.print(
+            f"[red]{len(result.failures)} inputs failed[/red] (listed in {result.out / 'failures.jsonl'}):"
+        )
+        for failure in result.failures:
+            console.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
+        raise typer.Exit(1)

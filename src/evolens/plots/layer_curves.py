@@ -1,0 +1,118 @@
+"""Per-layer means with bootstrap 95% bands: by token kind for one trace, or several traces overlaid.
+
+Both take the JSON form of ``evolens.analysis.distribution.statistics_to_dict`` (metric -> {"layers",
+"label", group -> {"mean", "low", "high", "n_tokens"}}), so they can be redrawn from summary.json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from evolens.analysis.stages import StageResult
+from evolens.plots.style import (
+    KIND_COLORS,
+    SERIES_COLORS,
+    figure_style,
+    mark_key_layers,
+    new_figure,
+    shade_stages,
+)
+
+KIND_LABELS = {
+    "all": "all tokens",
+    "content": "content words",
+    "function": "function words, punctuation",
+    "copied": "copied from prompt",
+    "special": "special tokens",
+}
+
+
+def _array(values: Sequence[float | None]) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+
+def _band(axes: Axes, x: np.ndarray, entry: dict, color: str, label: str) -> None:
+    axes.plot(x, _array(entry["mean"]), color=color, lw=1.6, label=f"{label} (n={entry['n_tokens']})")
+    axes.fill_between(x, _array(entry["low"]), _array(entry["high"]), color=color, alpha=0.2, lw=0)
+
+
+def _grid(n_panels: int, width_per: float = 4.2, height_per: float = 3.0) -> tuple[Figure, list[Axes]]:
+    columns = 2 if n_panels == 4 else min(3, n_panels)
+    rows = int(np.ceil(n_panels / columns))
+    figure = new_figure(width_per * columns, height_per * rows + 0.4)
+    axes = [figure.add_subplot(rows, columns, i + 1) for i in range(n_panels)]
+    return figure, axes
+
+
+def plot_layer_statistics(
+    statistics: dict,
+    stages: StageResult | None = None,
+    metrics: Sequence[str] = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1"),
+    groups: Sequence[str] = ("all", "content", "function", "copied"),
+    title: str = "",
+) -> Figure:
+    """One panel per metric: mean over tokens per layer with its 95% band, one line per token kind."""
+    with figure_style():
+        figure, panels = _grid(len(metrics))
+        for axes, metric in zip(panels, metrics, strict=True):
+            entry = statistics[metric]
+            x = np.asarray(entry["layers"])
+            if stages is not None:
+                shade_stages(axes, stages)
+                mark_key_layers(axes, stages, text=False)
+            for group in groups:
+                if group in entry and entry[group]["n_tokens"]:
+                    _band(axes, x, entry[group], KIND_COLORS[group], KIND_LABELS[group])
+            axes.set_xlabel("layer")
+            axes.set_ylabel(entry["label"])
+            axes.set_xlim(0, x[-1])
+            if metric == "kl_last":  # layer 0 is often ~100 nats, the rest a few: keep both readable
+                axes.set_yscale("symlog", linthresh=1.0)
+        handles, labels = panels[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
+        figure.suptitle(
+            title or "Per-layer means over generated tokens (bands: 95% cluster-bootstrap CI over samples)"
+        )
+    return figure
+
+
+def plot_comparison(
+    entries: Sequence[tuple[str, dict, StageResult | None]],
+    metrics: Sequence[str] = ("jsd_next", "prob", "entropy", "kl_last"),
+    group: str = "all",
+    title: str = "",
+) -> Figure:
+    """Several traces' curves overlaid per metric, each with its band and its critical/mutation layers.
+
+    When the traces have different depths, the x axis is the relative depth l / L.
+    """
+    depths = {int(stats[metrics[0]]["layers"][-1]) for _, stats, _ in entries}
+    relative = len(depths) > 1
+    with figure_style():
+        figure, panels = _grid(len(metrics))
+        for axes, metric in zip(panels, metrics, strict=True):
+            for index, (label, stats, stages) in enumerate(entries):
+                color = SERIES_COLORS[index % len(SERIES_COLORS)]
+                x = np.asarray(stats[metric]["layers"], dtype=np.float64)
+                n_layers = float(stats[metric]["layers"][-1])
+                if relative:
+                    x = x / n_layers
+                _band(axes, x, stats[metric][group], color, label)
+                if stages is not None and stages.critical_layer is not None:
+                    axes.axvline(
+                        stages.critical_layer / (n_layers if relative else 1), color=color, ls="--", lw=1
+                    )
+                for layer in stages.mutation_layers if stages is not None else ():
+                    axes.axvline(layer / (n_layers if relative else 1), color=color, ls=":", lw=1)
+            axes.set_xlabel("relative depth l / L" if relative else "layer")
+            axes.set_ylabel(stats[metric]["label"])
+        handles, labels = panels[0].get_legend_handles_labels()
+        figure.legend(handles, labels, loc="outside lower center", ncol=len(labels), fontsize=8)
+        figure.suptitle(
+            title or "Per-layer means, 95% bands; dashed = critical layer, dotted = mutation layers"
+        )
+    return figure

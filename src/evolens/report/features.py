@@ -1,0 +1,58 @@
+"""Feature-space views (t-SNE / PCA of per-layer hidden states) for the report, from the analysis' files.
+
+A view is {"title", "x", "y", "color", "color_label", "group", "text"}: one point per (token or image,
+layer), coloured by layer, one marker symbol per group (e.g. per image).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from evolens.report.samples import rounded
+
+
+def feature_views(analysis_dir: Path) -> list[dict[str, Any]]:
+    """Every view stored under ``analysis_dir/features/*.json`` (sorted by file name)."""
+    folder = Path(analysis_dir) / "features"
+    if not folder.is_dir():
+        return []
+    views = []
+    for path in sorted(folder.glob("*.json")):
+        try:
+            value = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        view = as_view(value, default_title=path.stem.replace("_", " "))
+        if view is not None:
+            views.append(view)
+    return views
+
+
+def as_view(value: Any, default_title: str) -> dict[str, Any] | None:
+    """A view from a mapping with equal-length ``x``, ``y`` (and optional ``layer``/``color``, ``group``,
+    ``text``) lists; None when the shape does not fit."""
+    if (
+        not isinstance(value, dict)
+        or not isinstance(value.get("x"), list)
+        or not isinstance(value.get("y"), list)
+    ):
+        return None
+    n = len(value["x"])
+    if len(value["y"]) != n or n == 0:
+        return None
+    color = value.get("color", value.get("layer", [0] * n))
+    group = value.get("group")
+    text = value.get("text") or [f"point {i}" for i in range(n)]
+    method = {"tsne": "t-SNE", "pca": "PCA"}.get(str(value.get("method")), value.get("method"))
+    title = str(value.get("title") or default_title)
+    return {
+        "title": f"{title} · {method}" if method else title,
+        "x": rounded(value["x"], 4),
+        "y": rounded(value["y"], 4),
+        "color": color,
+        "color_label": value.get("color_label", "layer"),
+        "group": [str(g) for g in group] if isinstance(group, list) and len(group) == n else None,
+        "text": [str(t) for t in text][:n],
+    }

@@ -1,0 +1,1 @@
+"""``evolens run``: data -> trace -> analyze -> experiments -> report, resumable, with a saved config."""

@@ -1,0 +1,111 @@
+"""Writes that are whole or absent: a file or folder that exists under its final name is finished.
+
+Every writer first fills a temporary name in the same folder (same filesystem), flushes it to disk and
+renames it over the final name; ``os.replace`` is atomic on POSIX. A process killed mid-write leaves only
+a temporary (``.tmp-*``) that no reader looks at and the next run sweeps away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from evolens.errors import StorageError
+
+TEMP_PREFIX = ".tmp-"
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (parents created)."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temp_name = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{path.name}.", dir=path.parent)
+        try:
+            os.chmod(temp_name, 0o666 & ~_umask())  # mkstemp makes it private; a result file is not
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temp_name, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temp_name)
+            raise
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, value: Any) -> Path:
+    """Write ``value`` as indented, key-sorted JSON (the same value gives the same bytes)."""
+    return write_text(path, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when the file does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+@contextlib.contextmanager
+def staged_directory(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final``; on success it replaces ``final`` whole.
+
+    On an exception the temporary folder is removed and ``final`` is left as it was.
+    """
+    final = Path(final)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}.", dir=final.parent))
+        staging.chmod(0o777 & ~_umask())
+    except OSError as exc:
+        raise StorageError(f"cannot create a folder beside {final}: {exc.strerror or exc}") from exc
+    try:
+        yield staging
+        if final.exists():
+            # Move the old one aside first: a directory rename cannot replace a non-empty directory.
+            retired = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}.old.", dir=final.parent))
+            os.replace(final, retired / final.name)
+            os.replace(staging, final)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the ``.tmp-*`` leftovers of killed writers directly in ``folder``; returns what was removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for leftover in folder.glob(f"{TEMP_PREFIX}*"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+        removed.append(leftover)
+    return removed

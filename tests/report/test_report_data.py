@@ -1,0 +1,125 @@
+"""The report's data, checked against independent computations on a synthetic run."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evolens.report import ReportInputs, collect, render
+from evolens.report.samples import settle_layers
+from evolens.report.sections import tables_from_json, value_and_ci
+from tests.report.synthetic_run import N_LAYERS, TOP_K, VOCAB, write_synthetic_run
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_synthetic_run(tmp_path_factory.mktemp("run"), n_samples=4)
+
+
+@pytest.fixture(scope="module")
+def data(synthetic: dict[str, Path]) -> dict:
+    inputs = ReportInputs(
+        trace_dir=synthetic["trace"],
+        analysis_dir=synthetic["analysis"],
+        experiments={"Layer skipping": synthetic["skip"]},
+        failures=[{"sample_id": "broken", "image": "broken.png", "error": "not an image file"}],
+    )
+    return collect(inputs)
+
+
+def steps_table(synthetic: dict[str, Path]) -> pd.DataFrame:
+    return pd.read_parquet(synthetic["trace"] / "steps")
+
+
+def test_curves_are_token_means_with_intervals_around_them(data: dict, synthetic: dict[str, Path]) -> None:
+    steps = steps_table(synthetic)
+    for curve in data["curves"]:
+        expected = np.stack(steps[curve["key"]].to_numpy()).mean(0)
+        np.testing.assert_allclose(curve["mean"], expected, atol=1e-5)
+        low, high = np.array(curve["low"]), np.array(curve["high"])
+        assert np.all(low <= np.array(curve["mean"]) + 1e-5) and np.all(
+            np.array(curve["mean"]) <= high + 1e-5
+        )
+    jsd = next(c for c in data["curves"] if c["key"] == "jsd_next")
+    assert jsd["layers"] == list(range(1, N_LAYERS + 1)), "JSD(l-1, l) is drawn at layer l"
+
+
+def test_samples_carry_the_trace_rows_and_decoded_topk(data: dict, synthetic: dict[str, Path]) -> None:
+    steps = steps_table(synthetic)
+    assert [s["id"] for s in data["samples"]] == [f"scene-{i}" for i in range(4)]
+    first = data["samples"][1]
+    rows = steps[steps.sample_id == "scene-1"].sort_values("step")
+    assert first["tokens"] == list(rows["token"])
+    np.testing.assert_allclose(first["metrics"]["prob"], np.stack(rows["prob"].to_numpy()), atol=1e-5)
+    assert np.array(first["topk_ids"]).shape == (len(rows), N_LAYERS + 1, TOP_K)
+    for token_id, text in data["vocab"].items():
+        assert VOCAB[int(token_id)] == text
+    assert first["image"].startswith("data:image/jpeg;base64,")
+
+
+def test_last_layer_top1_is_the_emitted_token_in_the_report(data: dict) -> None:
+    for sample in data["samples"]:
+        last_top1 = [layers[-1][0] for layers in sample["topk_ids"]]
+        assert last_top1 == sample["token_ids"]
+
+
+def test_settle_layer_is_where_the_emitted_token_stays_top1() -> None:
+    rank = np.array([[3, 2, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, 0, 2, 0], [5, 5, 5, 5, 0]])
+    assert settle_layers(rank).tolist() == [2, 0, 4, 4]
+
+
+def test_stages_and_tables_from_the_analysis_and_experiments(data: dict) -> None:
+    stages = data["stages"]
+    assert stages["critical_layer"] == 3 and stages["critical_ci"] == [2.0, 4.0]
+    assert stages["mutation_layer"] == 7 and stages["mutation_ci"] is None
+    assert [s["name"] for s in stages["stages"]] == ["rapid evolution", "stabilization", "mutation"]
+    conditions = next(t for t in data["tables"] if t["title"].endswith("conditions"))
+    assert conditions["columns"] == ["condition", "layers", "token_agreement", "edit_distance"]
+    assert conditions["rows"][0][0] == "skip stabilization"
+    assert data["features"][0]["title"].startswith("t-SNE")
+    assert data["figures"][0]["src"].startswith("data:image/png;base64,")
+    assert data["failures"][0]["sample_id"] == "broken"
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ({"critical_layer": 12}, (12.0, None)),
+        ({"critical_layer": 12, "critical_layer_ci": [10, 14]}, (12.0, [10.0, 14.0])),
+        ({"critical_layer": {"value": 11.5, "ci": [9, 13]}}, (11.5, [9.0, 13.0])),
+        ({"critical_layer": {"median": 11, "low": 9, "high": 12}}, (11.0, [9.0, 12.0])),
+        ({"critical_layer": [20, 24]}, (20.0, None)),
+        ({}, (None, None)),
+    ],
+)
+def test_value_and_ci_reads_the_shapes_a_summary_may_use(summary: dict, expected: tuple) -> None:
+    assert value_and_ci(summary, "critical_layer") == expected
+
+
+def test_tables_from_json_keeps_every_record_and_column() -> None:
+    stat = {"mean": 0.5, "low": 0.25, "high": 0.75, "n": 4}
+    rows = [
+        {"a": 1, "b": 0.123456, "layers": [1, 4]},
+        {"a": 2, "c": "x", "b": stat, "per_sample": [{"x": 1}]},
+    ]
+    tables = tables_from_json("T", {"n": 3, "rows": rows})
+    assert tables[0] == {"title": "T", "columns": ["", "value"], "rows": [["n", 3]]}
+    assert tables[1] == {
+        "title": "T: rows",
+        "columns": ["a", "b", "layers", "c"],
+        "rows": [[1, 0.1235, "1, 4", None], [2, "0.500 [0.250, 0.750]", None, "x"]],
+    }
+
+
+def test_page_is_self_contained_and_its_data_parses(data: dict) -> None:
+    page = render(data)
+    assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"(https?:)?//", page), "no network resources"
+    assert "Plotly" in page
+    payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
+    assert payload is not None
+    assert json.loads(payload.group(1)) == json.loads(json.dumps(data))

@@ -1,0 +1,94 @@
+"""The run config: YAML + flags, validated, errors that name the key; and the atomic writers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from evolens.errors import UsageError
+from evolens.run import atomic
+from evolens.run.config import RunConfig, load_config
+
+
+def write_yaml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_yaml_with_flag_overrides_and_relative_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "pics").mkdir()
+    config_file = write_yaml(
+        tmp_path / "cfg" / "run.yaml",
+        "model: demo\nout: results/x\ndata:\n  path: pics\n  prompts: [Describe.]\n  limit: 4\n"
+        "trace: {max_new_tokens: 32}\n",
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config(config_file, {"data.limit": 2, "trace.lens": "raw", "data.seed": None})
+    assert config.data.path == tmp_path / "cfg" / "pics", "data paths are relative to the config file"
+    assert config.out == tmp_path / "results" / "x", "out is relative to where the command runs"
+    assert config.data.source == "folder" and config.data.limit == 2 and config.data.seed == 0
+    assert config.trace.max_new_tokens == 32 and config.trace.lens == "raw" and config.trace.top_k == 5
+    # the saved (resolved) config reads back as the same config
+    again = RunConfig.model_validate(yaml.safe_load(config.to_yaml()))
+    assert again == config and again.fingerprint("data", "trace") == config.fingerprint("data", "trace")
+    assert config.fingerprint("data") != load_config(config_file, {"data.limit": 3}).fingerprint("data")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("data: {source: shapes, limt: 3}\n", r"data\.limt: unknown key \(did you mean 'limit'\?\)"),
+        (
+            "data: {source: shapes}\ntrace: {max_new_tokens: -1}\n",
+            r"trace\.max_new_tokens: .*greater than 0.*-1",
+        ),
+        ("data: {source: shapes}\ntrace: {lens: fancy}\n", r"trace\.lens: .*'normed' or 'raw'.*fancy"),
+        ("data: {source: coco, path: x}\n", r"data: source 'coco' needs data\.annotations"),
+        ("data: {source: folder, path: x}\n", r"data: source 'folder' needs at least one prompt"),
+        ("data: {source: shapes, prompts: ['  ']}\n", r"data\.prompts: a prompt is empty"),
+        ("modle: demo\ndata: {source: shapes}\n", r"modle: unknown key \(did you mean 'model'\?\)"),
+        ("data: [1, 2\n", r"not valid YAML"),
+        ("- 1\n", r"must be a mapping"),
+    ],
+)
+def test_config_errors_name_the_key_and_why(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message) as caught:
+        load_config(write_yaml(tmp_path / "c.yaml", text))
+    assert caught.value.exit_code == 2
+    assert "\n" not in str(caught.value)
+
+
+def test_atomic_write_leaves_old_content_when_killed_mid_write(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "report.html"
+    atomic.write_text(target, "finished v1")
+
+    def die(*args: object) -> None:
+        raise KeyboardInterrupt  # stands for a kill between write and rename
+
+    monkeypatch.setattr(os, "replace", die)
+    with pytest.raises(KeyboardInterrupt):
+        atomic.write_text(target, "half of v2")
+    monkeypatch.undo()
+    assert target.read_text() == "finished v1"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(atomic.TEMP_PREFIX)]
+
+
+def test_staged_directory_is_all_or_nothing(tmp_path: Path) -> None:
+    final = tmp_path / "analysis"
+    with atomic.staged_directory(final) as staging:
+        (staging / "summary.json").write_text("{}")
+    assert (final / "summary.json").is_file()
+    with pytest.raises(RuntimeError), atomic.staged_directory(final) as staging:
+        (staging / "other.json").write_text("{}")
+        raise RuntimeError("analysis failed")
+    assert sorted(p.name for p in final.iterdir()) == ["summary.json"], "old result kept whole"
+    with atomic.staged_directory(final) as staging:
+        (staging / "new.json").write_text("{}")
+    assert sorted(p.name for p in final.iterdir()) == ["new.json"], "replaced whole"
+    leftover = tmp_path / f"{atomic.TEMP_PREFIX}x.123"
+    leftover.mkdir()
+    assert atomic.sweep_temporaries(tmp_path) == [leftover] and not leftover.exists()

@@ -1,0 +1,214 @@
+"""Divergences, entropy, ranks, top-k and the fused per-step engine, against independent float64 code."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import jensenshannon
+from scipy.special import log_softmax as np_log_softmax
+from scipy.stats import entropy as scipy_entropy
+from torch import nn
+
+from evolens import metrics
+from evolens.lens import Unembed
+from evolens.step_metrics import StepMetricsEngine
+
+LN2 = math.log(2)
+
+
+def random_logits(rows: int, vocab: int, seed: int, scale: float = 3.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(0.0, scale, size=(rows, vocab))
+
+
+def as_logp(logits: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np_log_softmax(logits, axis=-1))
+
+
+@pytest.mark.parametrize("scale", [0.5, 3.0, 12.0])
+def test_divergences_match_scipy(scale: float) -> None:
+    a, b = random_logits(6, 500, 1, scale), random_logits(6, 500, 2, scale)
+    p, q = np.exp(np_log_softmax(a, -1)), np.exp(np_log_softmax(b, -1))
+    logp, logq = as_logp(a), as_logp(b)
+    np.testing.assert_allclose(metrics.entropy(logp), scipy_entropy(p, axis=-1), rtol=1e-10)
+    np.testing.assert_allclose(metrics.kl(logp, logq), scipy_entropy(p, q, axis=-1), rtol=1e-9)
+    np.testing.assert_allclose(
+        metrics.jsd(logp, logq), jensenshannon(p, q, axis=-1) ** 2, rtol=1e-8, atol=1e-12
+    )
+
+
+def test_divergence_properties() -> None:
+    logp, logq = as_logp(random_logits(8, 300, 3)), as_logp(random_logits(8, 300, 4))
+    assert torch.allclose(metrics.jsd(logp, logq), metrics.jsd(logq, logp), atol=1e-12)
+    assert torch.allclose(metrics.jsd(logp, logp), torch.zeros(8, dtype=logp.dtype), atol=1e-12)
+    assert bool((metrics.kl(logp, logq) >= 0).all())
+    assert bool((metrics.jsd(logp, logq) <= LN2).all())
+    uniform = torch.full((1, 1000), -math.log(1000), dtype=torch.float64)
+    assert metrics.entropy(uniform).item() == pytest.approx(math.log(1000), rel=1e-12)
+
+
+def test_disjoint_supports_reach_ln2_and_zeros_are_safe() -> None:
+    logp = torch.tensor([[0.0, -math.inf, -math.inf]])
+    logq = torch.tensor([[-math.inf, 0.0, -math.inf]])
+    assert metrics.jsd(logp, logq).item() == pytest.approx(LN2)
+    assert metrics.entropy(logp).item() == 0.0
+    assert math.isinf(metrics.kl(logp, logq).item())
+
+
+def test_rank_prob_and_top_k_known_answers() -> None:
+    logp = torch.log(torch.tensor([[0.1, 0.4, 0.2, 0.3]]))
+    assert metrics.token_rank(logp, torch.tensor([1])).item() == 0
+    assert metrics.token_rank(logp, torch.tensor([0])).item() == 3
+    assert metrics.token_prob(logp, torch.tensor([3])).item() == pytest.approx(0.3)
+    ids, probs = metrics.top_k(logp, 2)
+    assert ids.tolist() == [[1, 3]]
+    assert probs[0].tolist() == pytest.approx([0.4, 0.3])
+
+
+@pytest.mark.parametrize(("width", "k"), [(49152, 5), (640, 3), (100, 5), (64 * 9, 5)])
+def test_two_stage_top_k_equals_torch_topk(width: int, k: int) -> None:
+    x = torch.randn(7, 3, width, generator=torch.Generator().manual_seed(width))
+    x[0, 0, :] = 0.0  # ties
+    x[1, 0, -5:] = 50.0  # all winners in one block
+    values, indices = metrics.largest(x, k)
+    expected = torch.topk(x, k, dim=-1)
+    assert torch.equal(values, expected.values)
+    assert torch.equal(x.gather(-1, indices), expected.values)
+    assert torch.equal(indices[2:], expected.indices[2:])  # rows 0 and 1 have ties: any order
+
+
+def dola_js_float64(logits_p: np.ndarray, logits_q: np.ndarray) -> np.ndarray:
+    """The DoLa formula written out in numpy: 1/2 [mean_v m log(m/p) + mean_v m log(m/q)]."""
+    logp, logq = np_log_softmax(logits_p, -1), np_log_softmax(logits_q, -1)
+    m = 0.5 * (np.exp(logp) + np.exp(logq))
+    return 0.5 * ((m * (np.log(m) - logp)).mean(-1) + (m * (np.log(m) - logq)).mean(-1))
+
+
+def test_paper_js_matches_an_independent_implementation() -> None:
+    a, b = random_logits(5, 400, 5), random_logits(5, 400, 6)
+    expected = dola_js_float64(a, b)
+    np.testing.assert_allclose(metrics.paper_js(as_logp(a), as_logp(b)), expected, rtol=1e-10)
+    # Times V it is 1/2 [KL(M||P) + KL(M||Q)] (KL *from* the mixture: not the standard JSD, not bounded).
+    p, q = np.exp(np_log_softmax(a, -1)), np.exp(np_log_softmax(b, -1))
+    m = 0.5 * (p + q)
+    reverse = 0.5 * (scipy_entropy(m, p, axis=-1) + scipy_entropy(m, q, axis=-1))
+    np.testing.assert_allclose(expected * 400, reverse, rtol=1e-10)
+
+
+def test_scale_paper_js_makes_every_layer_column_peak_at_one() -> None:
+    values = np.array([[0.1, 2.0, 0.0], [0.3, 1.0, 0.0], [0.2, 4.0, 0.0]])
+    scaled = metrics.scale_paper_js(values)
+    np.testing.assert_allclose(scaled.max(axis=0), [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(scaled[:, 0], [1 / 3, 1.0, 2 / 3])
+
+
+# ---- the fused engine against the direct definitions (float64) ----
+
+VOCAB, WIDTH, LAYERS, ROWS = 3000, 24, 6, 4
+
+
+@pytest.fixture(scope="module")
+def lens() -> Unembed:
+    torch.manual_seed(0)
+    norm = nn.LayerNorm(WIDTH)
+    nn.init.uniform_(norm.weight, 0.5, 1.5)
+    return Unembed(norm.requires_grad_(False), torch.randn(VOCAB, WIDTH), 0.1 * torch.randn(VOCAB), None)
+
+
+@pytest.fixture(scope="module")
+def states_and_tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(1)
+    states = torch.randn(ROWS, LAYERS, WIDTH, generator=generator) * torch.linspace(0.2, 4.0, LAYERS)[:, None]
+    return states, torch.randint(0, VOCAB, (ROWS,), generator=generator)
+
+
+def direct_metrics(
+    lens: Unembed, states: torch.Tensor, tokens: torch.Tensor, mode: str
+) -> dict[str, torch.Tensor]:
+    """Every metric from the full float64 distributions with the direct definitions."""
+    logp = torch.log_softmax(lens.layer_logits(states, mode).double(), -1)  # type: ignore[arg-type]
+    raw = torch.log_softmax(lens.layer_logits(states, "raw").double(), -1)
+    token = tokens[:, None].expand(logp.shape[:2])
+    last = logp[:, -1:].expand_as(logp)
+    ids, probs = metrics.top_k(logp, 5)
+    return {
+        "prob": metrics.token_prob(logp, token),
+        "rank": metrics.token_rank(logp, token),
+        "entropy": metrics.entropy(logp),
+        "jsd_next": metrics.jsd(logp[:, :-1], logp[:, 1:]),
+        "jsd_last": metrics.jsd(logp, last),
+        "kl_last": metrics.kl(last, logp),
+        "paper_js": metrics.paper_js(raw[:, :-1], raw[:, 1:]),
+        "topk_ids": ids,
+        "topk_probs": probs,
+    }
+
+
+@pytest.mark.parametrize("mode", ["normed", "raw"])
+def test_engine_equals_direct_definitions(lens: Unembed, states_and_tokens, mode: str) -> None:
+    states, tokens = states_and_tokens
+    fused = StepMetricsEngine(lens, mode, top_k=5, paper_js=True)(states, tokens)
+    direct = direct_metrics(lens, states, tokens, mode)
+    assert fused.entropy.dtype == torch.float32 and fused.rank.dtype == torch.int32
+    assert fused.jsd_next.shape == (ROWS, LAYERS - 1) and fused.topk_ids.shape == (ROWS, LAYERS, 5)
+    for name in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "topk_probs"):
+        torch.testing.assert_close(
+            getattr(fused, name).double(), direct[name], atol=5e-5, rtol=1e-4, msg=name
+        )
+    torch.testing.assert_close(fused.paper_js.double(), direct["paper_js"], rtol=2e-3, atol=1e-9)  # type: ignore[union-attr]
+    assert torch.equal(fused.rank.long(), direct["rank"])
+    assert torch.equal(fused.topk_ids.long(), direct["topk_ids"])
+
+
+def test_engine_invariants(lens: Unembed, states_and_tokens) -> None:
+    states, tokens = states_and_tokens
+    fused = StepMetricsEngine(lens)(states, tokens)
+    assert bool(((fused.jsd_next >= 0) & (fused.jsd_next <= LN2)).all())
+    assert bool((fused.jsd_last[:, -1] == 0).all() and (fused.kl_last[:, -1] == 0).all())
+    repeated = torch.cat([states[:, :2], states[:, 1:]], dim=1)  # lens layers 1 and 2 identical
+    assert StepMetricsEngine(lens)(repeated, tokens).jsd_next[:, 1].max() < 1e-5  # fp32 noise floor
+    assert bool((fused.topk_probs[..., :-1] >= fused.topk_probs[..., 1:]).all())
+    top1 = fused.topk_ids[..., 0] == tokens[:, None]
+    assert torch.equal(fused.rank == 0, top1)
+
+
+def test_paper_js_does_not_depend_on_the_main_lens(lens: Unembed, states_and_tokens) -> None:
+    states, tokens = states_and_tokens
+    normed = StepMetricsEngine(lens, "normed", paper_js=True)(states, tokens)
+    raw = StepMetricsEngine(lens, "raw", paper_js=True)(states, tokens)
+    torch.testing.assert_close(normed.paper_js, raw.paper_js)
+    assert StepMetricsEngine(lens, "normed")(states, tokens).paper_js is None
+
+
+def test_row_groups_give_the_same_numbers(lens: Unembed, states_and_tokens) -> None:
+    states, tokens = states_and_tokens
+    whole = StepMetricsEngine(lens, paper_js=True)(states, tokens)
+    one_row_at_a_time = StepMetricsEngine(lens, paper_js=True, max_bytes=1)(states, tokens)
+    for name in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js", "topk_probs"):
+        torch.testing.assert_close(getattr(whole, name), getattr(one_row_at_a_time, name), msg=name)
+
+
+def test_large_vocabulary_stays_within_the_memory_budget() -> None:
+    vocab, width, layers, rows = 262_144, 8, 3, 4
+    torch.manual_seed(2)
+    big = Unembed(nn.Identity(), torch.randn(vocab, width), None, None)
+    budget = 2 * 4 * layers * vocab * 4  # two rows' worth of the four scratch buffers
+    engine = StepMetricsEngine(big, max_bytes=budget)
+    states, tokens = torch.randn(rows, layers, width), torch.randint(0, vocab, (rows,))
+    fused = engine(states, tokens)
+    assert engine.scratch_bytes <= budget
+    logp = big.log_probs(states)
+    torch.testing.assert_close(fused.entropy, metrics.entropy(logp), atol=2e-4, rtol=1e-5)
+    torch.testing.assert_close(fused.prob, metrics.token_prob(logp, tokens[:, None].expand(rows, layers)))
+
+
+def test_softcap_bounds_every_layer() -> None:
+    torch.manual_seed(3)
+    weight = 50 * torch.randn(100, 4)
+    capped = Unembed(nn.Identity(), weight, None, softcap=5.0)
+    states = torch.randn(2, 3, 4)
+    logits = capped.layer_logits(states)
+    assert logits.abs().max() <= 5.0
+    torch.testing.assert_close(logits, 5.0 * torch.tanh(states @ weight.T / 5.0))

@@ -1,0 +1,125 @@
+"""``evolens trace`` on images with a tiny random LLaVA (saved and loaded like a hub model), and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from evolens.cli import main
+from evolens.images import file_sha256
+from evolens.models import LoadedModel
+from evolens.store import read_trace
+from evolens.trace import trace
+from tests.models.conftest import save_and_load
+from tests.models.test_family_llava import build_tiny_llava
+
+
+@pytest.fixture(scope="module")
+def tiny_llava_dir(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("tiny-llava")
+    save_and_load(*build_tiny_llava(smollm2_tokenizer), directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def tiny_llava(tiny_llava_dir: Path) -> LoadedModel:
+    from evolens.models import load_model
+
+    return load_model(str(tiny_llava_dir))
+
+
+@pytest.fixture
+def images_with_a_bad_one(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(folder / name)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    return folder
+
+
+def test_a_bad_image_fails_alone(
+    tiny_llava: LoadedModel, images_with_a_bad_one: Path, tmp_path: Path
+) -> None:
+    result = trace(
+        tiny_llava, images_with_a_bad_one, "Describe the image.", out=tmp_path / "t", max_new_tokens=3
+    )
+    assert sorted(result.traced) == ["a", "b"]
+    assert [f["sample_id"] for f in result.failures] == ["broken"]
+    assert "broken.png" in result.failures[0]["error"]
+    samples = read_trace(tmp_path / "t").samples
+    assert samples.set_index("sample_id").loc["a", "image_sha256"] == file_sha256(
+        images_with_a_bad_one / "a.png"
+    )
+
+
+def test_image_batch_equals_one_by_one(
+    tiny_llava: LoadedModel, images_with_a_bad_one: Path, tmp_path: Path
+) -> None:
+    images = [images_with_a_bad_one / "a.png", images_with_a_bad_one / "b.png"]
+    prompts = ["Describe the image.", "What is in this picture, in a few words?"]
+    for batch_size, out in ((2, "batch"), (1, "alone")):
+        trace(tiny_llava, images, prompts, out=tmp_path / out, max_new_tokens=3, batch_size=batch_size)
+    batch, alone = (
+        read_trace(tmp_path / d).steps.sort_values(["sample_id", "step"]) for d in ("batch", "alone")
+    )
+    assert list(batch["token_id"]) == list(alone["token_id"])
+    for column in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last"):
+        np.testing.assert_allclose(
+            np.stack(batch[column]), np.stack(alone[column]), atol=1e-4, err_msg=column
+        )
+
+
+def test_cli_traces_and_exits_1_listing_failures(
+    tiny_llava_dir: Path, images_with_a_bad_one: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "cli"
+    args = ["trace", "--model", str(tiny_llava_dir), "--images", str(images_with_a_bad_one)]
+    code = main([*args, "--prompt", "Describe.", "--out", str(out), "--max-new-tokens", "2", "--keep-hidden"])
+    error = capsys.readouterr().err
+    assert code == 1
+    assert "broken" in error and "traced 2 samples" in error
+    assert pq.read_table(out / "steps").num_rows == 4
+    assert {p.name for p in (out / "hidden").iterdir()} == {"a.safetensors", "b.safetensors"}
+    code = main([*args, "--prompt", "Describe.", "--out", str(out), "--max-new-tokens", "2", "--keep-hidden"])
+    assert code == 1 and "2 already done" in capsys.readouterr().err
+
+
+def test_cli_text_only_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(
+        [
+            "trace",
+            "--model",
+            "demo-text",
+            "--prompt",
+            "Name a fruit.",
+            "--out",
+            str(tmp_path),
+            "--max-new-tokens",
+            "3",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    steps = pq.read_table(tmp_path / "steps").to_pandas()
+    assert len(steps) == 3 and len(steps["prob"][0]) == 31
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--lens", "tuned"], "unknown lens mode 'tuned'"),
+        (["--max-new-tokens", "-3"], "max_new_tokens must be"),
+    ],
+)
+def test_cli_usage_errors_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str
+) -> None:
+    code = main(["trace", "--model", "demo-text", "--prompt", "Hi", "--out", str(tmp_path), *flags])
+    error = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in error and len(error.splitlines()) == 1
