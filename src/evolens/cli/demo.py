@@ -63,11 +63,11 @@ def demo_command(
     results_path = out / "demo-results.jsonl"
     results_path.write_text("".join(json.dumps(r) + "\n" for r in results))
     console.print(_table(results))
-    console.print(f"results: {results_path.resolve()}")
+    console.print(f"results: {results_path.resolve()}", soft_wrap=True)
     if failures:
         console.print(f"[red]{len(failures)} image(s) could not be read:[/red]")
         for message in failures:
-            console.print(f"  {message}")
+            console.print(f"  {message}", soft_wrap=True)
         raise typer.Exit(1)
 
 
