@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint train-demo eval-demo bench clean
+.PHONY: setup demo test lint train-demo train-demo-continue eval-demo bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 train-demo: $(STAMP)
 	$(PY) scripts/train_demo.py
+
+# the committed projector is train-demo followed by one train-demo-continue (300 + 300 steps)
+train-demo-continue: $(STAMP)
+	$(PY) scripts/train_demo.py --init src/evolens/assets/demo --warmup 10
 
 eval-demo: $(STAMP)
 	$(PY) scripts/eval_demo.py

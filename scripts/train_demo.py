@@ -17,16 +17,25 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from evolens.models.demo.assets import (
+    PROJECTOR_FILE,
     asset_dir,
     build_demo_vlm,
+    read_manifest,
     save_projector,
     vision_record,
     write_manifest,
 )
 from evolens.models.demo.decoder import cache_root
-from evolens.models.demo.training import answer_loss, make_batch, scene_features
+from evolens.models.demo.training import (
+    align_projector,
+    alignment_targets,
+    answer_loss,
+    make_batch,
+    scene_features,
+)
 from evolens.models.demo.vision import VisionConfig
 
 VALIDATION_SEEDS = range(5_000_000, 5_000_032)  # held out from training, never used for evaluation
@@ -37,11 +46,12 @@ def parse_args() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--train-scenes", type=int, default=2500, help="training scenes (seeds 0..N-1)")
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--turns", type=int, default=3, help="question/answer turns per conversation")
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--align-steps", type=int, default=400, help="warm-start steps (0 = none)")
     parser.add_argument("--hidden", type=int, default=1024, help="projector hidden width")
     parser.add_argument("--taps", type=int, nargs="+", default=list(VisionConfig().taps))
     parser.add_argument("--grid", type=int, default=VisionConfig().grid)
@@ -50,6 +60,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fp32", action="store_true", help="no bf16 autocast (slower)")
     parser.add_argument("--checkpoint-every", type=int, default=50)
     parser.add_argument("--out", type=Path, default=None, help="asset folder (default: the package's)")
+    parser.add_argument(
+        "--init", type=Path, default=None, help="continue from this asset folder's projector (no warm start)"
+    )
     return parser.parse_args()
 
 
@@ -76,6 +89,16 @@ def main() -> None:
     features = scene_features(model.vision, train_seeds, cache_root() / "demo-train", log=log)
     validation = scene_features(model.vision, VALIDATION_SEEDS, cache_root() / "demo-train", log=log)
     log(f"features ready: {tuple(features.shape)}")
+    record: dict = {"losses": [], "align_loss": None, "continued_from": None}
+    if args.init is not None:
+        model.projector.load_state_dict(load_file(str(args.init / PROJECTOR_FILE)))
+        record["continued_from"] = read_manifest(args.init)["training"]
+        log(f"continuing from {args.init} (step {record['continued_from']['steps_done']})")
+    elif args.align_steps:
+        targets = alignment_targets(model, processor.tokenizer, train_seeds, config.grid)
+        record["align_loss"] = align_projector(model, features, targets, args.align_steps, args.lr, args.seed)
+        mse = record["align_loss"]
+        log(f"projector warm start: {args.align_steps} steps, MSE to cell-word embeddings {mse:.5f}")
 
     optimizer = torch.optim.AdamW(model.projector.parameters(), lr=args.lr, weight_decay=0.0)
     rng = random.Random(args.seed)
@@ -83,7 +106,6 @@ def main() -> None:
         processor, validation, VALIDATION_SEEDS, range(len(VALIDATION_SEEDS)), random.Random(1), args.turns
     )
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.fp32)
-    record: dict = {"losses": []}
     window: list[float] = []
     for step in range(args.steps):
         for group in optimizer.param_groups:
@@ -130,6 +152,8 @@ def save(model, args: argparse.Namespace, config: VisionConfig, record: dict, wa
             "batch_size": args.batch_size,
             "turns_per_conversation": args.turns,
             "lr": args.lr,
+            "align_steps": 0 if args.init else args.align_steps,
+            "align_loss": record["align_loss"],
             "warmup": args.warmup,
             "precision": "fp32" if args.fp32 else "bf16 autocast",
             "threads": args.threads,
@@ -137,7 +161,8 @@ def save(model, args: argparse.Namespace, config: VisionConfig, record: dict, wa
             "final_train_loss": record["losses"][-1][1] if record["losses"] else None,
             "validation_loss": record["validation_loss"],
             "loss_curve": record["losses"],
-            "command": "make train-demo",
+            "command": "make train-demo-continue" if args.init else "make train-demo",
+            "continued_from": record["continued_from"],
         },
     }
     write_manifest(manifest, args.out)

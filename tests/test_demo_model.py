@@ -134,8 +134,11 @@ def _training_incomplete() -> bool:
     reason="the committed projector is a checkpoint of an unfinished training run (manifest steps_done < "
     "steps_planned); quality is asserted on a fully trained projector only",
 )
-def test_names_the_colour_and_shape_of_easy_held_out_shapes(demo_vlm: LoadedModel) -> None:
-    """Known answers: one large shape per held-out scene, centred on white, every colour and shape once."""
+def test_reads_colour_and_shape_of_easy_held_out_shapes_from_the_image(demo_vlm: LoadedModel) -> None:
+    """Known answers: one large shape per held-out scene, centred on white, every colour once, the shapes in
+    turn. Chance is 1/8 for colour and 1/5 for shape; the floors below are well above chance and below what
+    the committed projector measures (manifest ``quality``), so they catch a projector that stopped reading
+    the image (or a broken vision path) without pinning the exact answers."""
     from evolens.shapes import COLORS, SHAPES, parse_color, parse_shape
     from evolens.shapes.world import Background, Scene, ShapeObject
 
@@ -145,11 +148,13 @@ def test_names_the_colour_and_shape_of_easy_held_out_shapes(demo_vlm: LoadedMode
         obj = ShapeObject(shape, color, "large", "center", (0.5, 0.5), 0.145, COLORS[color])
         scenes.append(Scene(HELD_OUT + 500 + index, Background("white", "plain"), (obj,)))
     images = [render_scene(scene) for scene in scenes]
-    for prompt, parse, attribute in (
-        ("What is the color of the shape?", parse_color, "color"),
-        ("What shape is in the image?", parse_shape, "shape"),
+    for prompt, parse, attribute, floor in (
+        ("What is the color of the shape?", parse_color, "color", 6),
+        ("What shape is in the image?", parse_shape, "shape", 3),
     ):
         inputs = demo_vlm.build_inputs([prompt] * len(scenes), images)
-        answers = [demo_vlm.decode(row) for row in demo_vlm.generate(inputs, max_new_tokens=6)]
+        answers = [demo_vlm.decode(row) for row in demo_vlm.generate(inputs, max_new_tokens=14)]
         truth = [getattr(scene.objects[0], attribute) for scene in scenes]
-        assert [parse(a) for a in answers] == truth, answers
+        right = sum(parse(answer) == true for answer, true in zip(answers, truth, strict=True))
+        assert right >= floor, (attribute, right, answers)
+        assert len({parse(answer) for answer in answers} - {None}) >= 3, answers  # not one fixed answer

@@ -93,6 +93,19 @@ def tiny_decoder_kwargs(tokenizer: Any, **overrides: Any) -> dict[str, Any]:
     return kwargs
 
 
+def tiny_vision_kwargs(side: int, patch: int) -> dict[str, Any]:
+    """Config kwargs for a tiny ViT (CLIP or SigLIP vision tower: hidden 32, 2 layers) on ``side``-pixel
+    images cut into ``patch``-pixel patches."""
+    return {
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "image_size": side,
+        "patch_size": patch,
+    }
+
+
 def save_and_load(
     model: nn.Module, processor: Any, tmp_path: Path, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> LoadedModel:
@@ -115,6 +128,16 @@ GENERIC_VLM_CHAT_TEMPLATE = (
 def count_tokens(input_ids: torch.Tensor, token_id: int) -> list[int]:
     """How many times ``token_id`` occurs in each row of ``input_ids`` (B, T)."""
     return (input_ids == token_id).sum(dim=1).tolist()
+
+
+def assert_image_reaches_the_decoder(loaded: LoadedModel, first: Image.Image, second: Image.Image) -> None:
+    """Two different images under the same prompt must give different last-position logits."""
+    with torch.inference_mode():
+        logits = [
+            loaded.model(**loaded.build_inputs(["Describe it."], [image])).logits[0, -1].float()
+            for image in (first, second)
+        ]
+    assert not torch.allclose(logits[0], logits[1])
 
 
 def assert_batch_equals_one_by_one(

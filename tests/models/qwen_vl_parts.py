@@ -8,10 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from evolens.models import LoadedModel
 from evolens.models.processors import without_video_processor
-from tests.models.conftest import tokenizer_with_tokens
+from evolens.models.verify import verify_model
+from tests.models.conftest import (
+    assert_batch_equals_one_by_one,
+    assert_image_reaches_the_decoder,
+    count_tokens,
+    tokenizer_with_tokens,
+)
 
 VISION_TOKENS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
 MERGE = 2
@@ -75,4 +84,46 @@ def qwen_processor(processor_class: type, tokenizer: Any, patch_size: int, max_s
     )
     return without_video_processor(processor_class)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=QWEN_CHAT_TEMPLATE
+    )
+
+
+# Tests shared by the Qwen family modules, collected there by import. Each module provides a fixture
+# ``qwen_vl`` (its tiny model) and ``expected_image_tokens`` ({fixture name: tokens}, from its resize rule).
+
+
+def test_passes_every_verify_check(qwen_vl: LoadedModel, test_image: Image.Image) -> None:
+    report = verify_model(qwen_vl, test_image)
+    assert report.ok, report.results
+
+
+@pytest.mark.parametrize("image_name", ["test_image", "second_image"])
+def test_one_image_token_per_merged_patch(
+    qwen_vl: LoadedModel,
+    image_name: str,
+    expected_image_tokens: dict[str, int],
+    request: pytest.FixtureRequest,
+) -> None:
+    expected = expected_image_tokens[image_name]
+    inputs = qwen_vl.build_inputs(["Describe it."], [request.getfixturevalue(image_name)])
+    config = qwen_vl.model.config
+    assert count_tokens(inputs["input_ids"], config.image_token_id) == [expected]
+    assert int(inputs["image_grid_thw"].prod()) == MERGE * MERGE * expected
+    ids = inputs["input_ids"][0].tolist()
+    start = ids.index(config.vision_start_token_id)
+    assert ids[start + expected + 1] == config.vision_end_token_id
+
+
+def test_the_image_reaches_the_decoder(
+    qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
+) -> None:
+    assert_image_reaches_the_decoder(qwen_vl, test_image, second_image)
+
+
+def test_left_padded_batch_with_mrope_equals_one_by_one(
+    qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
+) -> None:
+    # different image grids and prompt lengths: the shorter row is left-padded, and its 3D position ids
+    # must still start where they would alone
+    assert_batch_equals_one_by_one(
+        qwen_vl, ["Describe this image.", "What colour is it?"], [test_image, second_image]
     )

@@ -31,6 +31,7 @@ from tests.models.conftest import (
     count_tokens,
     save_and_load,
     tiny_decoder_kwargs,
+    tiny_vision_kwargs,
     tokenizer_with_named_tokens,
 )
 
@@ -70,12 +71,7 @@ def build_tiny_gemma3(smollm2_tokenizer) -> tuple[Gemma3ForConditionalGeneration
         text_config=text,
         vision_config={
             "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": SIDE,
-            "patch_size": PATCH,
+            **tiny_vision_kwargs(SIDE, PATCH),
             "vision_use_head": False,
         },
         mm_tokens_per_image=IMAGE_TOKENS,

@@ -25,7 +25,13 @@ from evolens.errors import AdapterCheckError
 from evolens.models import LoadedModel
 from evolens.models.check import check_adapter
 from evolens.models.verify import verify_model
-from tests.models.conftest import save_and_load, tiny_decoder_kwargs, tokenizer_with_tokens
+from tests.models.conftest import (
+    assert_image_reaches_the_decoder,
+    save_and_load,
+    tiny_decoder_kwargs,
+    tiny_vision_kwargs,
+    tokenizer_with_tokens,
+)
 
 IMAGE_SIDE, PATCH = 30, 6
 IMAGE_TOKENS = (IMAGE_SIDE // PATCH) ** 2  # "default" strategy drops CLIP's CLS token
@@ -43,15 +49,7 @@ LLAVA_CHAT_TEMPLATE = (
 def build_tiny_llava(smollm2_tokenizer) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     tokenizer = tokenizer_with_tokens(smollm2_tokenizer, ["<image>"])
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=IMAGE_SIDE,
-        patch_size=PATCH,
-        projection_dim=32,
-    )
+    vision = CLIPVisionConfig(**tiny_vision_kwargs(IMAGE_SIDE, PATCH), projection_dim=32)
     config = LlavaConfig(
         vision_config=vision,
         text_config=LlamaConfig(**tiny_decoder_kwargs(tokenizer)),
@@ -110,12 +108,7 @@ def test_image_placeholder_expands_to_one_token_per_patch(
 def test_the_image_reaches_the_decoder(
     tiny_llava: LoadedModel, test_image: Image.Image, second_image: Image.Image
 ) -> None:
-    with torch.inference_mode():
-        logits = [
-            tiny_llava.model(**tiny_llava.build_inputs(["Describe it."], [image])).logits[0, -1].float()
-            for image in (test_image, second_image)
-        ]
-    assert not torch.allclose(logits[0], logits[1])
+    assert_image_reaches_the_decoder(tiny_llava, test_image, second_image)
 
 
 def test_batch_of_two_images_equals_one_by_one(

@@ -22,6 +22,7 @@ from tests.models.conftest import (
     count_tokens,
     save_and_load,
     tiny_decoder_kwargs,
+    tiny_vision_kwargs,
     tokenizer_with_tokens,
 )
 
@@ -32,15 +33,7 @@ GRID = [[SIDE, 2 * SIDE], [2 * SIDE, SIDE], [2 * SIDE, 2 * SIDE]]
 @pytest.fixture(scope="module")
 def tiny_llava_next(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, device_dtype) -> LoadedModel:
     tokenizer = tokenizer_with_tokens(smollm2_tokenizer, ["<image>"])
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=SIDE,
-        patch_size=PATCH,
-        projection_dim=32,
-    )
+    vision = CLIPVisionConfig(**tiny_vision_kwargs(SIDE, PATCH), projection_dim=32)
     config = LlavaNextConfig(
         vision_config=vision,
         text_config=LlamaConfig(**tiny_decoder_kwargs(tokenizer)),

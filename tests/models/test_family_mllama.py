@@ -18,6 +18,7 @@ from evolens.models import LoadedModel
 from evolens.models.verify import verify_model
 from tests.models.conftest import (
     assert_batch_equals_one_by_one,
+    assert_image_reaches_the_decoder,
     count_tokens,
     save_and_load,
     tiny_decoder_kwargs,
@@ -106,12 +107,7 @@ def test_one_image_marker_and_a_cross_attention_mask(
 def test_the_image_reaches_the_decoder(
     tiny_mllama: LoadedModel, test_image: Image.Image, second_image: Image.Image
 ) -> None:
-    with torch.inference_mode():
-        logits = [
-            tiny_mllama.model(**tiny_mllama.build_inputs(["Describe it."], [image])).logits[0, -1].float()
-            for image in (test_image, second_image)
-        ]
-    assert not torch.allclose(logits[0], logits[1])
+    assert_image_reaches_the_decoder(tiny_mllama, test_image, second_image)
 
 
 def test_batch_of_two_images_equals_one_by_one(

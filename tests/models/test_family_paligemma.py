@@ -29,6 +29,7 @@ from tests.models.conftest import (
     count_tokens,
     save_and_load,
     tiny_decoder_kwargs,
+    tiny_vision_kwargs,
 )
 
 SIDE, PATCH = 28, 7
@@ -50,12 +51,7 @@ def build_tiny_paligemma(
     config = PaliGemmaConfig(
         vision_config={
             "model_type": "siglip_vision_model",
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": SIDE,
-            "patch_size": PATCH,
+            **tiny_vision_kwargs(SIDE, PATCH),
             "vision_use_head": False,
         },
         text_config=text,

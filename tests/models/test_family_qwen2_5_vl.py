@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from evolens.models import LoadedModel
-from evolens.models.verify import verify_model
-from tests.models.conftest import assert_batch_equals_one_by_one, count_tokens, save_and_load
-from tests.models.qwen_vl_parts import qwen_processor, qwen_tokenizer, text_config_kwargs, vision_token_ids
+from tests.models.conftest import save_and_load
+from tests.models.qwen_vl_parts import (  # noqa: F401 (the test_* names are collected by pytest)
+    qwen_processor,
+    qwen_tokenizer,
+    test_left_padded_batch_with_mrope_equals_one_by_one,
+    test_one_image_token_per_merged_patch,
+    test_passes_every_verify_check,
+    test_the_image_reaches_the_decoder,
+    text_config_kwargs,
+    vision_token_ids,
+)
 
 PATCH = 14
 
@@ -46,48 +53,12 @@ def test_loads_with_the_qwen2_5_vl_adapter(tiny_qwen2_5_vl: LoadedModel) -> None
     assert tiny_qwen2_5_vl.unembedding is tiny_qwen2_5_vl.model.lm_head
 
 
-def test_passes_every_verify_check(tiny_qwen2_5_vl: LoadedModel, test_image: Image.Image) -> None:
-    report = verify_model(tiny_qwen2_5_vl, test_image)
-    assert report.ok, report.results
+@pytest.fixture(scope="module")
+def qwen_vl(tiny_qwen2_5_vl: LoadedModel) -> LoadedModel:
+    return tiny_qwen2_5_vl
 
 
-@pytest.mark.parametrize(
-    ("image_name", "expected_tokens"),
-    # 96x80 -> 84x84 (sides rounded to multiples of 28) -> 6x6 patches -> 3x3 merged tokens;
-    # 120x64 -> 112x56 -> 8x4 patches -> 4x2 tokens.
-    [("test_image", 9), ("second_image", 8)],
-)
-def test_one_image_token_per_merged_patch(
-    tiny_qwen2_5_vl: LoadedModel, image_name: str, expected_tokens: int, request: pytest.FixtureRequest
-) -> None:
-    image = request.getfixturevalue(image_name)
-    inputs = tiny_qwen2_5_vl.build_inputs(["Describe it."], [image])
-    config = tiny_qwen2_5_vl.model.config
-    assert count_tokens(inputs["input_ids"], config.image_token_id) == [expected_tokens]
-    assert int(inputs["image_grid_thw"].prod()) == 4 * expected_tokens
-    ids = inputs["input_ids"][0].tolist()
-    start = ids.index(config.vision_start_token_id)
-    assert ids[start + expected_tokens + 1] == config.vision_end_token_id
-
-
-def test_the_image_reaches_the_decoder(
-    tiny_qwen2_5_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
-) -> None:
-    with torch.inference_mode():
-        logits = [
-            tiny_qwen2_5_vl.model(**tiny_qwen2_5_vl.build_inputs(["Describe it."], [image]))
-            .logits[0, -1]
-            .float()
-            for image in (test_image, second_image)
-        ]
-    assert not torch.allclose(logits[0], logits[1])
-
-
-def test_left_padded_batch_with_mrope_equals_one_by_one(
-    tiny_qwen2_5_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
-) -> None:
-    # different image grids and prompt lengths: the shorter row is left-padded, and its 3D position ids
-    # must still start where they would alone
-    assert_batch_equals_one_by_one(
-        tiny_qwen2_5_vl, ["Describe this image.", "What colour is it?"], [test_image, second_image]
-    )
+@pytest.fixture(scope="module")
+def expected_image_tokens() -> dict[str, int]:
+    # as Qwen2-VL: 96x80 -> 84x84 -> 3x3 merged tokens; 120x64 -> 112x56 -> 4x2 tokens.
+    return {"test_image": 9, "second_image": 8}

@@ -15,9 +15,17 @@ from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VL
 
 from evolens.models import LoadedModel
 from evolens.models.check import last_layer_output
-from evolens.models.verify import verify_model
-from tests.models.conftest import assert_batch_equals_one_by_one, count_tokens, save_and_load
-from tests.models.qwen_vl_parts import qwen_processor, qwen_tokenizer, text_config_kwargs, vision_token_ids
+from tests.models.conftest import save_and_load
+from tests.models.qwen_vl_parts import (  # noqa: F401 (the test_* names are collected by pytest)
+    qwen_processor,
+    qwen_tokenizer,
+    test_left_padded_batch_with_mrope_equals_one_by_one,
+    test_one_image_token_per_merged_patch,
+    test_passes_every_verify_check,
+    test_the_image_reaches_the_decoder,
+    text_config_kwargs,
+    vision_token_ids,
+)
 
 PATCH = 16
 DEEPSTACK_LEVELS = 2  # vision layers 0 and 1 feed decoder layers 0 and 1; decoder layer 2 gets nothing
@@ -60,31 +68,16 @@ def test_loads_with_the_qwen3_vl_adapter(tiny_qwen3_vl: LoadedModel) -> None:
     assert type(tiny_qwen3_vl.decoder_layers[0]).__name__ == "Qwen3VLTextDecoderLayer"
 
 
-def test_passes_every_verify_check(tiny_qwen3_vl: LoadedModel, test_image: Image.Image) -> None:
-    report = verify_model(tiny_qwen3_vl, test_image)
-    assert report.ok, report.results
+@pytest.fixture(scope="module")
+def qwen_vl(tiny_qwen3_vl: LoadedModel) -> LoadedModel:
+    return tiny_qwen3_vl
 
 
-@pytest.mark.parametrize(
-    ("image_name", "expected_tokens"),
+@pytest.fixture(scope="module")
+def expected_image_tokens() -> dict[str, int]:
     # sides rounded to multiples of 32 (Python rounds 2.5 to 2): 96x80 -> 96x64 -> 6x4 patches -> 3x2 tokens;
     # 120x64 -> 128x64 -> 8x4 patches -> 4x2 tokens.
-    [("test_image", 6), ("second_image", 8)],
-)
-def test_one_image_token_per_merged_patch(
-    tiny_qwen3_vl: LoadedModel, image_name: str, expected_tokens: int, request: pytest.FixtureRequest
-) -> None:
-    inputs = tiny_qwen3_vl.build_inputs(["Describe it."], [request.getfixturevalue(image_name)])
-    assert count_tokens(inputs["input_ids"], tiny_qwen3_vl.model.config.image_token_id) == [expected_tokens]
-    assert int(inputs["image_grid_thw"].prod()) == 4 * expected_tokens
-
-
-def test_left_padded_batch_with_mrope_equals_one_by_one(
-    tiny_qwen3_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
-) -> None:
-    assert_batch_equals_one_by_one(
-        tiny_qwen3_vl, ["Describe this image.", "What colour is it?"], [test_image, second_image]
-    )
+    return {"test_image": 6, "second_image": 8}
 
 
 def test_deepstack_changes_image_positions_only_after_the_layer_hook(

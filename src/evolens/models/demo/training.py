@@ -20,7 +20,7 @@ from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.vision import VisionEncoder, preprocess
 from evolens.shapes.render import render_scene
 from evolens.shapes.text import Turn
-from evolens.shapes.world import sample_scene
+from evolens.shapes.world import Scene, sample_scene
 
 IGNORE = -100
 
@@ -165,3 +165,51 @@ def make_batch(
     ]
     pad = processor.tokenizer.pad_token_id
     return collate(rows, features[list(indices)].float(), pad, processor.image_token_id)
+
+
+def cell_words(scene: Scene, grid: int) -> list[str]:
+    """What each image-token cell shows, in words, row-major: '{size} {color} {shape}' where an object's
+    centre lies, '{color} background' elsewhere."""
+    words = [f"{scene.background.color} background"] * (grid * grid)
+    for obj in scene.objects:
+        row = min(int(obj.center[1] * grid), grid - 1)
+        column = min(int(obj.center[0] * grid), grid - 1)
+        words[row * grid + column] = f"{obj.size} {obj.color} {obj.shape}"
+    return words
+
+
+@torch.no_grad()
+def alignment_targets(model: DemoVLM, tokenizer, seeds: range, grid: int) -> torch.Tensor:
+    """Per image token, the mean input embedding of its ``cell_words``, scaled to the vocabulary's mean
+    embedding norm: (len(seeds), grid*grid, d_model)."""
+    embedding = model.decoder.get_input_embeddings().weight.float()
+    scale = embedding.norm(dim=-1).mean()
+    cache: dict[str, torch.Tensor] = {}
+
+    def vector(words: str) -> torch.Tensor:
+        if words not in cache:
+            ids = tokenizer(" " + words, add_special_tokens=False)["input_ids"]
+            mean = embedding[ids].mean(0)
+            cache[words] = mean / mean.norm() * scale
+        return cache[words]
+
+    return torch.stack([torch.stack([vector(w) for w in cell_words(sample_scene(s), grid)]) for s in seeds])
+
+
+def align_projector(
+    model: DemoVLM, features: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, seed: int = 0
+) -> float:
+    """Warm start: regress projector outputs onto ``targets`` (MSE), so image tokens begin as word-like
+    embeddings the frozen decoder can read. No decoder pass; seconds on a CPU. Returns the final loss."""
+    inputs = features.reshape(-1, features.shape[-1]).float()
+    wanted = targets.reshape(-1, targets.shape[-1])
+    optimizer = torch.optim.AdamW(model.projector.parameters(), lr=lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    loss = torch.tensor(float("nan"))
+    for _ in range(steps):
+        rows = torch.randint(0, inputs.shape[0], (512,), generator=generator)
+        loss = F.mse_loss(model.projector(inputs[rows]), wanted[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return loss.item()

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The experiments behind the "Results on the demo model" tables (README, docs/interventions.md).
+# Scenes: shapes-world seeds from 30,000,000, never used in training (0..2499), validation (5,000,000..),
+# the quality eval (10,000,000..) or the bundled demo scenes.
+#   bash scripts/demo_results.sh [N_TRACE] [N_SKIP]      (defaults 120 and 60; outputs in runs/results)
+set -euo pipefail
+N_TRACE=${1:-120}
+N_SKIP=${2:-60}
+SEED=30000000
+OUT=runs/results
+EVOLENS=${EVOLENS:-.venv/bin/evolens}
+
+# descriptions traced at every layer, stages detected, hallucinations scored against the scenes
+$EVOLENS run --model demo --source shapes --limit "$N_TRACE" --seed $SEED --prompt "Describe this image." \
+    --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --hallucination --out $OUT/describe
+# the colour question, hidden states kept for the feature-space views
+$EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "What is the color of the shape?" \
+    --max-new-tokens 12 --batch-size 8 --keep-hidden --no-skip --no-hallucination --out $OUT/color
+# faithful vs hallucinated words at the critical and mutation layers
+$EVOLENS hallucination trace --trace $OUT/describe/trace --out $OUT/hallucination
+# layer skipping: the detected stages and random controls of the same sizes
+$EVOLENS skip --model demo --shapes "$N_SKIP" --shapes-seed $SEED --plan stages --trace $OUT/describe/trace \
+    --max-new-tokens 64 --seeds 2 --out $OUT/skip
+# the same decoder on text alone: each scene's caption given in words, then the same request
+mapfile -t TEXT_ARGS < <(.venv/bin/python - <<'PY'
+import random
+from evolens.shapes.text import describe
+from evolens.shapes.world import sample_scene
+for seed in range(30_000_000, 30_000_024):
+    print("-p")
+    print(f"Here is a picture: {describe(sample_scene(seed), random.Random(seed))} Describe this image.")
+PY
+)
+$EVOLENS trace --model demo-text "${TEXT_ARGS[@]}" --max-new-tokens 64 --batch-size 8 --out $OUT/text/trace
+$EVOLENS compare $OUT/describe/trace $OUT/text/trace --labels "image (demo VLM),text only (SmolLM2)" \
+    --out $OUT/compare
