@@ -34,3 +34,11 @@ PY
 $EVOLENS trace --model demo-text "${TEXT_ARGS[@]}" --max-new-tokens 64 --batch-size 8 --out $OUT/text/trace
 $EVOLENS compare $OUT/describe/trace $OUT/text/trace --labels "image (demo VLM),text only (SmolLM2)" \
     --out $OUT/compare
+# small skips: three layers late in the stabilization stage, and three in the mutation stage
+for RANGE in 17-19 27-29; do
+    $EVOLENS skip --model demo --shapes 24 --shapes-seed $SEED --skip $RANGE --max-new-tokens 64 --seeds 2 \
+        --out $OUT/skip-$RANGE
+done
+# layer-mix (DeCo-style) decoding: the anchor layers scaled from DeCo's 20-28 of 32 to 19-26 of 30
+$EVOLENS hallucination decode --model demo --shapes "$N_SKIP" --shapes-seed $SEED --layers 19-26 \
+    --alpha 0.6 --top-k 10 --max-new-tokens 64 --out $OUT/decode

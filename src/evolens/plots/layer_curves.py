@@ -72,6 +72,7 @@ def plot_layer_statistics(
             axes.set_xlim(0, x[-1])
             if metric == "kl_last":  # layer 0 is often ~100 nats, the rest a few: keep both readable
                 axes.set_yscale("symlog", linthresh=1.0)
+                axes.set_ylim(bottom=0.0)  # KL >= 0; without it symlog pads below 0 with a -10^0 tick
         handles, labels = panels[0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8)
         figure.suptitle(
