@@ -61,7 +61,8 @@ def read_junit(report: Path) -> list[tuple[str, str, Outcome, str]]:
     """(test file stem, device, outcome, skip reason) for every test case of a JUnit XML report."""
     rows = []
     for case in ElementTree.parse(report).getroot().iter("testcase"):
-        module = case.get("classname", "").rsplit(".", 1)[-1]
+        dotted = case.get("classname", "").split(".")  # package.module or package.module.TestClass
+        module = next((part for part in reversed(dotted) if part.startswith("test_")), dotted[-1])
         params = case.get("name", "").partition("[")[2].rstrip("]").split("-")
         device = next((d for d in DEVICES if d in "-".join(params)), DEVICES[0])
         outcome, reason = "passed", ""

@@ -87,43 +87,46 @@ def qwen_processor(processor_class: type, tokenizer: Any, patch_size: int, max_s
     )
 
 
-# Tests shared by the Qwen family modules, collected there by import. Each module provides a fixture
-# ``qwen_vl`` (its tiny model) and ``expected_image_tokens`` ({fixture name: tokens}, from its resize rule).
+class SharedQwenVLTests:
+    """Tests every Qwen family module runs by subclassing (``class TestShared(SharedQwenVLTests): ...``);
+    the module provides the fixture ``qwen_vl`` (its tiny model) and ``EXPECTED_IMAGE_TOKENS`` ({image
+    fixture: tokens}, from its resize rule) and ``FAMILY``."""
 
+    def test_loads_with_its_family_adapter(
+        self, qwen_vl: LoadedModel, request: pytest.FixtureRequest
+    ) -> None:
+        assert qwen_vl.adapter.family == request.module.FAMILY
+        assert qwen_vl.n_layers == 3
+        assert qwen_vl.final_norm is qwen_vl.model.model.language_model.norm
+        assert qwen_vl.unembedding is qwen_vl.model.lm_head
 
-def test_passes_every_verify_check(qwen_vl: LoadedModel, test_image: Image.Image) -> None:
-    report = verify_model(qwen_vl, test_image)
-    assert report.ok, report.results
+    def test_passes_every_verify_check(self, qwen_vl: LoadedModel, test_image: Image.Image) -> None:
+        report = verify_model(qwen_vl, test_image)
+        assert report.ok, report.results
 
+    @pytest.mark.parametrize("image_name", ["test_image", "second_image"])
+    def test_one_image_token_per_merged_patch(
+        self, qwen_vl: LoadedModel, image_name: str, request: pytest.FixtureRequest
+    ) -> None:
+        expected = request.module.EXPECTED_IMAGE_TOKENS[image_name]
+        inputs = qwen_vl.build_inputs(["Describe it."], [request.getfixturevalue(image_name)])
+        config = qwen_vl.model.config
+        assert count_tokens(inputs["input_ids"], config.image_token_id) == [expected]
+        assert int(inputs["image_grid_thw"].prod()) == MERGE * MERGE * expected
+        ids = inputs["input_ids"][0].tolist()
+        start = ids.index(config.vision_start_token_id)
+        assert ids[start + expected + 1] == config.vision_end_token_id
 
-@pytest.mark.parametrize("image_name", ["test_image", "second_image"])
-def test_one_image_token_per_merged_patch(
-    qwen_vl: LoadedModel,
-    image_name: str,
-    expected_image_tokens: dict[str, int],
-    request: pytest.FixtureRequest,
-) -> None:
-    expected = expected_image_tokens[image_name]
-    inputs = qwen_vl.build_inputs(["Describe it."], [request.getfixturevalue(image_name)])
-    config = qwen_vl.model.config
-    assert count_tokens(inputs["input_ids"], config.image_token_id) == [expected]
-    assert int(inputs["image_grid_thw"].prod()) == MERGE * MERGE * expected
-    ids = inputs["input_ids"][0].tolist()
-    start = ids.index(config.vision_start_token_id)
-    assert ids[start + expected + 1] == config.vision_end_token_id
+    def test_the_image_reaches_the_decoder(
+        self, qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
+    ) -> None:
+        assert_image_reaches_the_decoder(qwen_vl, test_image, second_image)
 
-
-def test_the_image_reaches_the_decoder(
-    qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
-) -> None:
-    assert_image_reaches_the_decoder(qwen_vl, test_image, second_image)
-
-
-def test_left_padded_batch_with_mrope_equals_one_by_one(
-    qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
-) -> None:
-    # different image grids and prompt lengths: the shorter row is left-padded, and its 3D position ids
-    # must still start where they would alone
-    assert_batch_equals_one_by_one(
-        qwen_vl, ["Describe this image.", "What colour is it?"], [test_image, second_image]
-    )
+    def test_left_padded_batch_with_mrope_equals_one_by_one(
+        self, qwen_vl: LoadedModel, test_image: Image.Image, second_image: Image.Image
+    ) -> None:
+        # different image grids and prompt lengths: the shorter row is left-padded, and its 3D position
+        # ids must still start where they would alone
+        assert_batch_equals_one_by_one(
+            qwen_vl, ["Describe this image.", "What colour is it?"], [test_image, second_image]
+        )

@@ -7,26 +7,20 @@ import torch
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
 
 from evolens.models import LoadedModel
+from tests.models import qwen_vl_parts as parts
 from tests.models.conftest import save_and_load
-from tests.models.qwen_vl_parts import (  # noqa: F401 (the test_* names are collected by pytest)
-    qwen_processor,
-    qwen_tokenizer,
-    test_left_padded_batch_with_mrope_equals_one_by_one,
-    test_one_image_token_per_merged_patch,
-    test_passes_every_verify_check,
-    test_the_image_reaches_the_decoder,
-    text_config_kwargs,
-    vision_token_ids,
-)
 
+# as Qwen2-VL: 96x80 -> 84x84 -> 3x3 merged tokens; 120x64 -> 112x56 -> 4x2 tokens.
+FAMILY = "qwen2_5_vl"
+EXPECTED_IMAGE_TOKENS = {"test_image": 9, "second_image": 8}  # read by the shared tests
 PATCH = 14
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen2_5_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, device_dtype) -> LoadedModel:
-    tokenizer = qwen_tokenizer(smollm2_tokenizer)
+def qwen_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, device_dtype) -> LoadedModel:
+    tokenizer = parts.qwen_tokenizer(smollm2_tokenizer)
     config = Qwen2_5_VLConfig(
-        text_config=text_config_kwargs(tokenizer),
+        text_config=parts.text_config_kwargs(tokenizer),
         vision_config={
             "depth": 2,
             "hidden_size": 32,
@@ -37,28 +31,14 @@ def tiny_qwen2_5_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory,
             "window_size": 2 * PATCH * 2,  # windows of 2x2 merged tokens, so a 3x3 image has several
             "fullatt_block_indexes": [1],
         },
-        **vision_token_ids(tokenizer),
+        **parts.vision_token_ids(tokenizer),
     )
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(config)
-    processor = qwen_processor(Qwen2_5_VLProcessor, tokenizer, PATCH)
+    processor = parts.qwen_processor(Qwen2_5_VLProcessor, tokenizer, PATCH)
     device, dtype = device_dtype
     return save_and_load(model, processor, tmp_path_factory.mktemp("qwen2_5_vl"), device, dtype)
 
 
-def test_loads_with_the_qwen2_5_vl_adapter(tiny_qwen2_5_vl: LoadedModel) -> None:
-    assert tiny_qwen2_5_vl.adapter.family == "qwen2_5_vl"
-    assert tiny_qwen2_5_vl.n_layers == 3
-    assert tiny_qwen2_5_vl.final_norm is tiny_qwen2_5_vl.model.model.language_model.norm
-    assert tiny_qwen2_5_vl.unembedding is tiny_qwen2_5_vl.model.lm_head
-
-
-@pytest.fixture(scope="module")
-def qwen_vl(tiny_qwen2_5_vl: LoadedModel) -> LoadedModel:
-    return tiny_qwen2_5_vl
-
-
-@pytest.fixture(scope="module")
-def expected_image_tokens() -> dict[str, int]:
-    # as Qwen2-VL: 96x80 -> 84x84 -> 3x3 merged tokens; 120x64 -> 112x56 -> 4x2 tokens.
-    return {"test_image": 9, "second_image": 8}
+class TestShared(parts.SharedQwenVLTests):
+    """Adapter, verify, image tokens, image reaching the decoder, left-padded batches (qwen_vl_parts)."""

@@ -15,25 +15,20 @@ from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VL
 
 from evolens.models import LoadedModel
 from evolens.models.check import last_layer_output
+from tests.models import qwen_vl_parts as parts
 from tests.models.conftest import save_and_load
-from tests.models.qwen_vl_parts import (  # noqa: F401 (the test_* names are collected by pytest)
-    qwen_processor,
-    qwen_tokenizer,
-    test_left_padded_batch_with_mrope_equals_one_by_one,
-    test_one_image_token_per_merged_patch,
-    test_passes_every_verify_check,
-    test_the_image_reaches_the_decoder,
-    text_config_kwargs,
-    vision_token_ids,
-)
 
+# sides rounded to multiples of 32 (Python rounds 2.5 to 2): 96x80 -> 96x64 -> 6x4 patches -> 3x2 tokens;
+# 120x64 -> 128x64 -> 8x4 patches -> 4x2 tokens.
+FAMILY = "qwen3_vl"
+EXPECTED_IMAGE_TOKENS = {"test_image": 6, "second_image": 8}  # read by the shared tests
 PATCH = 16
 DEEPSTACK_LEVELS = 2  # vision layers 0 and 1 feed decoder layers 0 and 1; decoder layer 2 gets nothing
 
 
 @pytest.fixture(scope="module")
-def tiny_qwen3_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, device_dtype) -> LoadedModel:
-    tokenizer = qwen_tokenizer(smollm2_tokenizer)
+def qwen_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, device_dtype) -> LoadedModel:
+    tokenizer = parts.qwen_tokenizer(smollm2_tokenizer)
     rope = {
         "rope_type": "default",
         "rope_theta": 10000.0,
@@ -41,7 +36,7 @@ def tiny_qwen3_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, d
         "mrope_interleaved": True,
     }
     config = Qwen3VLConfig(
-        text_config=text_config_kwargs(tokenizer, head_dim=16, rope_parameters=rope),
+        text_config=parts.text_config_kwargs(tokenizer, head_dim=16, rope_parameters=rope),
         vision_config={
             "depth": 2,
             "hidden_size": 32,
@@ -52,39 +47,24 @@ def tiny_qwen3_vl(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory, d
             "num_position_embeddings": 16,
             "deepstack_visual_indexes": list(range(DEEPSTACK_LEVELS)),
         },
-        **vision_token_ids(tokenizer),
+        **parts.vision_token_ids(tokenizer),
     )
     torch.manual_seed(0)
     model = Qwen3VLForConditionalGeneration(config)
-    processor = qwen_processor(Qwen3VLProcessor, tokenizer, PATCH)
+    processor = parts.qwen_processor(Qwen3VLProcessor, tokenizer, PATCH)
     device, dtype = device_dtype
     return save_and_load(model, processor, tmp_path_factory.mktemp("qwen3_vl"), device, dtype)
 
 
-def test_loads_with_the_qwen3_vl_adapter(tiny_qwen3_vl: LoadedModel) -> None:
-    assert tiny_qwen3_vl.adapter.family == "qwen3_vl"
-    assert tiny_qwen3_vl.n_layers == 3
-    assert tiny_qwen3_vl.final_norm is tiny_qwen3_vl.model.model.language_model.norm
-    assert type(tiny_qwen3_vl.decoder_layers[0]).__name__ == "Qwen3VLTextDecoderLayer"
-
-
-@pytest.fixture(scope="module")
-def qwen_vl(tiny_qwen3_vl: LoadedModel) -> LoadedModel:
-    return tiny_qwen3_vl
-
-
-@pytest.fixture(scope="module")
-def expected_image_tokens() -> dict[str, int]:
-    # sides rounded to multiples of 32 (Python rounds 2.5 to 2): 96x80 -> 96x64 -> 6x4 patches -> 3x2 tokens;
-    # 120x64 -> 128x64 -> 8x4 patches -> 4x2 tokens.
-    return {"test_image": 6, "second_image": 8}
+def test_hooks_the_qwen3_vl_decoder_layers(qwen_vl: LoadedModel) -> None:
+    assert type(qwen_vl.decoder_layers[0]).__name__ == "Qwen3VLTextDecoderLayer"
 
 
 def test_deepstack_changes_image_positions_only_after_the_layer_hook(
-    tiny_qwen3_vl: LoadedModel, test_image: Image.Image
+    qwen_vl: LoadedModel, test_image: Image.Image
 ) -> None:
     """Layer l's output hook vs. the stream that really enters layer l+1 (or the final norm)."""
-    loaded = tiny_qwen3_vl
+    loaded = qwen_vl
     inputs = loaded.build_inputs(["Describe this image."], [test_image])
     is_image = (inputs["input_ids"][0] == loaded.model.config.image_token_id).to(loaded.device)
     outputs: list[torch.Tensor] = []
@@ -110,3 +90,7 @@ def test_deepstack_changes_image_positions_only_after_the_layer_hook(
         assert torch.equal(hooked[~is_image], true_stream[~is_image]), layer
         image_part_equal = torch.equal(hooked[is_image], true_stream[is_image])
         assert image_part_equal == (layer >= DEEPSTACK_LEVELS), layer
+
+
+class TestShared(parts.SharedQwenVLTests):
+    """Adapter, verify, image tokens, image reaching the decoder, left-padded batches (qwen_vl_parts)."""
