@@ -15,7 +15,8 @@ $EVOLENS run --model demo --source shapes --limit "$N_TRACE" --seed $SEED --prom
     --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --hallucination --out $OUT/describe
 # the colour question, hidden states kept for the feature-space views
 $EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "What is the color of the shape?" \
-    --max-new-tokens 12 --batch-size 8 --keep-hidden --no-skip --no-hallucination --out $OUT/color
+    --max-new-tokens 12 --batch-size 8 --keep-hidden --no-skip --no-hallucination \
+    --answer red,orange,yellow,green,blue,purple,pink,brown --out $OUT/color
 # faithful vs hallucinated words at the critical and mutation layers
 $EVOLENS hallucination trace --trace $OUT/describe/trace --out $OUT/hallucination
 # layer skipping: the detected stages and random controls of the same sizes

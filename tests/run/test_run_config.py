@@ -10,7 +10,7 @@ import yaml
 
 from evolens.errors import UsageError
 from evolens.run import atomic
-from evolens.run.config import RunConfig, load_config
+from evolens.run.config import RunConfig, load_config, parse_answer
 
 
 def write_yaml(path: Path, text: str) -> Path:
@@ -92,3 +92,17 @@ def test_staged_directory_is_all_or_nothing(tmp_path: Path) -> None:
     leftover = tmp_path / f"{atomic.TEMP_PREFIX}x.123"
     leftover.mkdir()
     assert atomic.sweep_temporaries(tmp_path) == [leftover] and not leftover.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("3", 3), ("red,green", ["red", "green"]), (" red , blue ", ["red", "blue"])]
+)
+def test_answer_flag_reaches_the_analyze_config(tmp_path: Path, text: str, expected: int | list[str]) -> None:
+    config_file = write_yaml(tmp_path / "run.yaml", "model: demo\ndata: {source: shapes}\n")
+    config = load_config(config_file, {"analyze.answer": parse_answer(text)})
+    assert config.analyze.answer == expected
+
+
+def test_empty_answer_flag_is_an_error() -> None:
+    with pytest.raises(UsageError, match="answer words"):
+        parse_answer(" , ")

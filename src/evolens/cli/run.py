@@ -53,6 +53,10 @@ def run_command(
     analyze: Annotated[
         bool | None, Flag("--analyze/--no-analyze", help="Stages and figures (default on).")
     ] = None,
+    answer: Annotated[
+        str | None,
+        Flag(help="Answer step of the many-images feature view: words (red,green,...) or a step index."),
+    ] = None,
     skip: Annotated[bool | None, Flag("--skip/--no-skip", help="Run the layer-skipping experiments.")] = None,
     hallucination: Annotated[
         bool | None, Flag("--hallucination/--no-hallucination", help="Score hallucinations.")
@@ -66,7 +70,7 @@ def run_command(
     ] = False,
 ) -> None:
     """Trace, analyse, experiment and report in one go; run it again to resume."""
-    from evolens.run.config import load_config
+    from evolens.run.config import load_config, parse_answer
     from evolens.run.pipeline import run_pipeline
 
     overrides: dict[str, Any] = {
@@ -87,6 +91,7 @@ def run_command(
         "trace.top_k": top_k,
         "trace.keep_hidden": keep_hidden,
         "analyze.enabled": analyze,
+        "analyze.answer": None if answer is None else parse_answer(answer),
         "skip.enabled": skip,
         "hallucination.enabled": hallucination,
         "report.enabled": report,

@@ -82,6 +82,17 @@ class TraceConfig(Section):
     seed: int = 0
 
 
+def parse_answer(text: str) -> int | list[str]:
+    """``--answer``: "3" -> step 3; "red, green" -> ["red", "green"] (see ``AnalyzeConfig.answer``)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    if not words:
+        raise UsageError(f"--answer '{text}': give answer words (red,green,...) or a step index")
+    return words
+
+
 class AnalyzeConfig(Section):
     """The analyses of the trace (``evolens analyze``): stages, figures and feature views."""
 
