@@ -16,6 +16,8 @@ def word_curves_figure(report: dict[str, Any], out_stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from evolens.plots.style import save_figure
+
     stages = report["stages"]
     figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
     colors = {"faithful": "#4c72b0", "hallucinated": "#c44e52"}
@@ -36,8 +38,6 @@ def word_curves_figure(report: dict[str, Any], out_stem: Path) -> list[Path]:
     counts = f"{report['n_words']} object/colour words, {report['n_hallucinated']} hallucinated"
     figure.suptitle(f"{report.get('model', '?')}: {counts}")
     figure.tight_layout()
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
-    for path in paths:
-        figure.savefig(path, dpi=130)
+    paths = save_figure(figure, out_stem.parent, out_stem.name)
     plt.close(figure)
     return paths

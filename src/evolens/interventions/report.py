@@ -140,6 +140,8 @@ def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from evolens.plots.style import save_figure
+
     conditions = record["conditions"]
     main = [c for c in conditions if c["kind"] != "random"]
     panels = (
@@ -174,8 +176,6 @@ def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     axes[0].legend(fontsize=7, loc="lower left")
     figure.suptitle(f"Layer skipping on {record.get('model', '?')} (n = {record.get('n_samples', '?')})")
     figure.tight_layout()
-    paths = [out_stem.with_suffix(".png"), out_stem.with_suffix(".svg")]
-    for path in paths:
-        figure.savefig(path, dpi=130)
+    paths = save_figure(figure, out_stem.parent, out_stem.name)
     plt.close(figure)
     return paths
