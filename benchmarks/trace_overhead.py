@@ -42,10 +42,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from evolens.capture import LayerCapture, TokenStreamer
-from evolens.images import load_image
+from evolens.data.images import load_image
 from evolens.models import LoadedModel, load_model
-from evolens.trace import trace
+from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.tracing.tracer import trace
 
 PROMPT = "Describe this image."
 PHOTOS = (

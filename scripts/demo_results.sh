@@ -25,8 +25,8 @@ $EVOLENS skip --model demo --shapes "$N_SKIP" --shapes-seed $SEED --plan stages 
 # the same decoder on text alone: each scene's caption given in words, then the same request
 mapfile -t TEXT_ARGS < <(.venv/bin/python - <<'PY'
 import random
-from evolens.shapes.text import describe
-from evolens.shapes.world import sample_scene
+from evolens.data.shapes.text import describe
+from evolens.data.shapes.world import sample_scene
 for seed in range(30_000_000, 30_000_024):
     print("-p")
     print(f"Here is a picture: {describe(sample_scene(seed), random.Random(seed))} Describe this image.")

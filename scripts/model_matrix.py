@@ -37,7 +37,7 @@ FAMILY_TESTS = {"demo": "tests/test_demo_*.py"}  # families tested outside tests
 Outcome = str  # "passed" | "failed" | "skipped"
 ABOUT = """
 Each family's test builds a tiny random model from its config and a locally assembled processor, loads it
-through `evolens.load_model` and runs `evolens.models.verify.verify_model` (the lens at the last layer equals
+through `evolens.load_model` and runs `evolens.verify.verify_model` (the lens at the last layer equals
 the logits, greedy top-1 is the emitted token, skipping nothing equals plain generation, ...), plus family
 specifics (image tokens, a left-padded batch of two images equals the rows run alone). Regenerate with
 `.venv/bin/python scripts/model_matrix.py`; check a real model on your machine with

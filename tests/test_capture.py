@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from evolens.capture import LayerCapture, TokenStreamer
 from evolens.models import LoadedModel
+from evolens.models.capture import LayerCapture, TokenStreamer
 
 
 def test_lens_layers_are_the_models_hidden_states(tiny_llama: LoadedModel) -> None:

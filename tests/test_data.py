@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from evolens.data import Sample, resolve_samples
+from evolens.data.resolve import Sample, resolve_samples
 from evolens.errors import UsageError
 
 

@@ -8,7 +8,9 @@ from pathlib import Path
 from PIL import Image
 
 from evolens.cli import main
-from evolens.images import load_image
+from evolens.data.images import load_image
+from evolens.data.shapes import Scene, render_scene
+from evolens.data.shapes.world import sample_scene
 from evolens.models.demo.images import (
     DEMO_SCENE_SEED_BASE,
     N_DEMO_SCENES,
@@ -16,8 +18,6 @@ from evolens.models.demo.images import (
     materialize_demo_images,
     read_demo_manifest,
 )
-from evolens.shapes import Scene, render_scene
-from evolens.shapes.world import sample_scene
 
 
 def test_demo_image_set_is_materialised_with_ground_truth(tmp_path: Path) -> None:

@@ -7,11 +7,11 @@ import torch
 from safetensors.torch import load_file
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from evolens.data.shapes import render_scene, sample_scene
 from evolens.models import LoadedModel
 from evolens.models.demo.assets import PROJECTOR_FILE, asset_dir, read_manifest
 from evolens.models.demo.vision import feature_dim, position_code
-from evolens.models.verify import verify_model
-from evolens.shapes import render_scene, sample_scene
+from evolens.verify import verify_model
 
 HELD_OUT = 10_000_000
 
@@ -139,8 +139,8 @@ def test_reads_colour_and_shape_of_easy_held_out_shapes_from_the_image(demo_vlm:
     turn. Chance is 1/8 for colour and 1/5 for shape; the floors below are well above chance and below what
     the committed projector measures (manifest ``quality``), so they catch a projector that stopped reading
     the image (or a broken vision path) without pinning the exact answers."""
-    from evolens.shapes import COLORS, SHAPES, parse_color, parse_shape
-    from evolens.shapes.world import Background, Scene, ShapeObject
+    from evolens.data.shapes import COLORS, SHAPES, parse_color, parse_shape
+    from evolens.data.shapes.world import Background, Scene, ShapeObject
 
     scenes = []
     for index, color in enumerate(COLORS):

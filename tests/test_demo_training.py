@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from evolens.data.shapes.text import conversation
+from evolens.data.shapes.world import sample_scene
 from evolens.models.demo.model import DemoVLM, Projector
 from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.training import IGNORE, answer_loss, chat_messages, make_batch, tokenize_conversation
 from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
-from evolens.shapes.text import conversation
-from evolens.shapes.world import sample_scene
 
 CONFIG = VisionConfig()
 

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 import evolens
+from evolens.data.images import MAX_SIDE, load_image
 from evolens.errors import InputError
-from evolens.images import MAX_SIDE, load_image
 from evolens.models import LoadedModel
 
 
@@ -166,10 +166,10 @@ def test_10000_pixel_photo_loads_in_bounded_memory(tmp_path_factory: pytest.Temp
     child = textwrap.dedent(
         f"""
         import json, resource, sys, types
-        package = types.ModuleType("evolens")  # import evolens.images alone, without torch
+        package = types.ModuleType("evolens")  # import evolens.data.images alone, without torch
         package.__path__ = [{str(package_dir)!r}]
         sys.modules["evolens"] = package
-        from evolens.images import load_image
+        from evolens.data.images import load_image
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         image = load_image({str(path)!r})
         after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -8,12 +8,13 @@ import copy
 import pytest
 import torch
 
-from evolens.capture import LayerCapture, TokenStreamer
 from evolens.errors import UsageError
-from evolens.lens import Unembed, check_lens_mode
 from evolens.models import LoadedModel
+from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.load import from_model
-from evolens.step_metrics import StepMetricsEngine
+from evolens.tracing.engine import StepMetricsEngine
+from evolens.models.readout import Unembed
+from evolens.tracing.lens import check_lens_mode, logit_lens
 
 
 def generate_with_states(
@@ -48,7 +49,7 @@ def test_last_lens_layer_is_the_logits_at_every_step(
     lens = loaded.unembed
     for step, (state, model_logits) in enumerate(zip(states, logits, strict=True)):
         assert state.shape == (2, loaded.n_layers + 1, loaded.model.config.hidden_size)
-        last = lens.layer_logits(state, mode)[:, -1]  # type: ignore[arg-type]
+        last = logit_lens(lens, mode).layer_logits(state)[:, -1]
         assert (last - model_logits.float()).abs().max().item() <= 1e-4, f"step {step}"
         assert torch.equal(last.argmax(-1), emitted[:, step]), f"greedy top-1 at step {step}"
 
@@ -59,8 +60,8 @@ def test_unembed_is_unembedding_of_final_norm(tiny_llama: LoadedModel) -> None:
     with torch.inference_mode():
         by_hand = tiny_llama.model.lm_head(tiny_llama.model.model.norm(hidden))
         raw_by_hand = hidden @ tiny_llama.model.lm_head.weight.T
-        normed = tiny_llama.unembed.layer_logits(hidden, "normed")
-        raw = tiny_llama.unembed.layer_logits(hidden, "raw")
+        normed = logit_lens(tiny_llama.unembed, "normed").layer_logits(hidden)
+        raw = logit_lens(tiny_llama.unembed, "raw").layer_logits(hidden)
     torch.testing.assert_close(normed, by_hand)
     torch.testing.assert_close(raw[:, :-1], raw_by_hand[:, :-1])
     torch.testing.assert_close(raw[:, -1], by_hand[:, -1])  # the paper's last layer is already normed
@@ -77,14 +78,14 @@ def test_bf16_model_gets_fp32_lens_numbers(tiny_llama: LoadedModel) -> None:
     assert all(p.dtype == torch.float32 for p in lens.final_norm.parameters())
     assert all(p.dtype == torch.bfloat16 for p in half.final_norm.parameters())  # the model is untouched
     states, logits, emitted = generate_with_states(half, ["Name a colour."], steps=3)
-    metrics = StepMetricsEngine(lens)(states[0], emitted[:, 0])
+    metrics = StepMetricsEngine(logit_lens(lens))(states[0], emitted[:, 0])
     assert metrics.prob.dtype == metrics.entropy.dtype == metrics.jsd_next.dtype == torch.float32
     assert states[0].dtype == torch.bfloat16
     h = states[0].double()  # the lens written out in float64 with the bf16 model's own weights
     normed = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + half.model.config.rms_norm_eps)
     reference = (normed * half.final_norm.weight.double()) @ half.model.lm_head.weight.double().T
-    torch.testing.assert_close(lens.layer_logits(states[0]).double(), reference, atol=1e-4, rtol=1e-5)
-    assert (lens.layer_logits(states[0])[:, -1] - logits[0].float()).abs().max() < 0.1
+    torch.testing.assert_close(logit_lens(lens).layer_logits(states[0]).double(), reference, atol=1e-4, rtol=1e-5)
+    assert (logit_lens(lens).layer_logits(states[0])[:, -1] - logits[0].float()).abs().max() < 0.1
 
 
 def test_unknown_lens_mode_is_a_usage_error() -> None:

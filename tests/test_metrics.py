@@ -12,9 +12,10 @@ from scipy.special import log_softmax as np_log_softmax
 from scipy.stats import entropy as scipy_entropy
 from torch import nn
 
-from evolens import metrics
-from evolens.lens import Unembed
-from evolens.step_metrics import StepMetricsEngine
+from evolens.models.readout import Unembed
+from evolens.tracing import metrics
+from evolens.tracing.engine import StepMetricsEngine
+from evolens.tracing.lens import logit_lens
 
 LN2 = math.log(2)
 
@@ -128,8 +129,8 @@ def direct_metrics(
     lens: Unembed, states: torch.Tensor, tokens: torch.Tensor, mode: str
 ) -> dict[str, torch.Tensor]:
     """Every metric from the full float64 distributions with the direct definitions."""
-    logp = torch.log_softmax(lens.layer_logits(states, mode).double(), -1)  # type: ignore[arg-type]
-    raw = torch.log_softmax(lens.layer_logits(states, "raw").double(), -1)
+    logp = torch.log_softmax(logit_lens(lens, mode).layer_logits(states).double(), -1)  # type: ignore[arg-type]
+    raw = torch.log_softmax(logit_lens(lens, "raw").layer_logits(states).double(), -1)
     token = tokens[:, None].expand(logp.shape[:2])
     last = logp[:, -1:].expand_as(logp)
     ids, probs = metrics.top_k(logp, 5)
@@ -149,7 +150,7 @@ def direct_metrics(
 @pytest.mark.parametrize("mode", ["normed", "raw"])
 def test_engine_equals_direct_definitions(lens: Unembed, states_and_tokens, mode: str) -> None:
     states, tokens = states_and_tokens
-    fused = StepMetricsEngine(lens, mode, top_k=5, paper_js=True)(states, tokens)
+    fused = StepMetricsEngine(logit_lens(lens, mode), top_k=5, paper_js=True)(states, tokens)
     direct = direct_metrics(lens, states, tokens, mode)
     assert fused.entropy.dtype == torch.float32 and fused.rank.dtype == torch.int32
     assert fused.jsd_next.shape == (ROWS, LAYERS - 1) and fused.topk_ids.shape == (ROWS, LAYERS, 5)
@@ -164,11 +165,11 @@ def test_engine_equals_direct_definitions(lens: Unembed, states_and_tokens, mode
 
 def test_engine_invariants(lens: Unembed, states_and_tokens) -> None:
     states, tokens = states_and_tokens
-    fused = StepMetricsEngine(lens)(states, tokens)
+    fused = StepMetricsEngine(logit_lens(lens))(states, tokens)
     assert bool(((fused.jsd_next >= 0) & (fused.jsd_next <= LN2)).all())
     assert bool((fused.jsd_last[:, -1] == 0).all() and (fused.kl_last[:, -1] == 0).all())
     repeated = torch.cat([states[:, :2], states[:, 1:]], dim=1)  # lens layers 1 and 2 identical
-    assert StepMetricsEngine(lens)(repeated, tokens).jsd_next[:, 1].max() < 1e-5  # fp32 noise floor
+    assert StepMetricsEngine(logit_lens(lens))(repeated, tokens).jsd_next[:, 1].max() < 1e-5  # fp32 noise floor
     assert bool((fused.topk_probs[..., :-1] >= fused.topk_probs[..., 1:]).all())
     top1 = fused.topk_ids[..., 0] == tokens[:, None]
     assert torch.equal(fused.rank == 0, top1)
@@ -176,16 +177,16 @@ def test_engine_invariants(lens: Unembed, states_and_tokens) -> None:
 
 def test_paper_js_does_not_depend_on_the_main_lens(lens: Unembed, states_and_tokens) -> None:
     states, tokens = states_and_tokens
-    normed = StepMetricsEngine(lens, "normed", paper_js=True)(states, tokens)
-    raw = StepMetricsEngine(lens, "raw", paper_js=True)(states, tokens)
+    normed = StepMetricsEngine(logit_lens(lens, "normed"), paper_js=True)(states, tokens)
+    raw = StepMetricsEngine(logit_lens(lens, "raw"), paper_js=True)(states, tokens)
     torch.testing.assert_close(normed.paper_js, raw.paper_js)
-    assert StepMetricsEngine(lens, "normed")(states, tokens).paper_js is None
+    assert StepMetricsEngine(logit_lens(lens, "normed"))(states, tokens).paper_js is None
 
 
 def test_row_groups_give_the_same_numbers(lens: Unembed, states_and_tokens) -> None:
     states, tokens = states_and_tokens
-    whole = StepMetricsEngine(lens, paper_js=True)(states, tokens)
-    one_row_at_a_time = StepMetricsEngine(lens, paper_js=True, max_bytes=1)(states, tokens)
+    whole = StepMetricsEngine(logit_lens(lens), paper_js=True)(states, tokens)
+    one_row_at_a_time = StepMetricsEngine(logit_lens(lens), paper_js=True, max_bytes=1)(states, tokens)
     for name in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js", "topk_probs"):
         torch.testing.assert_close(getattr(whole, name), getattr(one_row_at_a_time, name), msg=name)
 
@@ -194,12 +195,12 @@ def test_large_vocabulary_stays_within_the_memory_budget() -> None:
     vocab, width, layers, rows = 262_144, 8, 3, 4
     torch.manual_seed(2)
     big = Unembed(nn.Identity(), torch.randn(vocab, width), None, None)
-    budget = 2 * 4 * layers * vocab * 4  # two rows' worth of the four scratch buffers
-    engine = StepMetricsEngine(big, max_bytes=budget)
+    budget = 2 * 4 * layers * vocab * 4  # under two rows' worth of scratch buffers
+    engine = StepMetricsEngine(logit_lens(big), max_bytes=budget)
     states, tokens = torch.randn(rows, layers, width), torch.randint(0, vocab, (rows,))
     fused = engine(states, tokens)
     assert engine.scratch_bytes <= budget
-    logp = big.log_probs(states)
+    logp = logit_lens(big).log_probs(states)
     torch.testing.assert_close(fused.entropy, metrics.entropy(logp), atol=2e-4, rtol=1e-5)
     torch.testing.assert_close(fused.prob, metrics.token_prob(logp, tokens[:, None].expand(rows, layers)))
 
@@ -209,6 +210,6 @@ def test_softcap_bounds_every_layer() -> None:
     weight = 50 * torch.randn(100, 4)
     capped = Unembed(nn.Identity(), weight, None, softcap=5.0)
     states = torch.randn(2, 3, 4)
-    logits = capped.layer_logits(states)
+    logits = logit_lens(capped).layer_logits(states)
     assert logits.abs().max() <= 5.0
     torch.testing.assert_close(logits, 5.0 * torch.tanh(states @ weight.T / 5.0))

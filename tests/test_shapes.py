@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 
-from evolens.shapes import (
+from evolens.data.shapes import (
     COLORS,
     SHAPES,
     Scene,
@@ -21,9 +21,9 @@ from evolens.shapes import (
     render_scene,
     sample_scene,
 )
-from evolens.shapes.parse import ParsedObject, scene_objects
-from evolens.shapes.text import conversation, count_turn, describe, exist_turn
-from evolens.shapes.world import POSITIONS, reading_order
+from evolens.data.shapes.parse import ParsedObject, scene_objects
+from evolens.data.shapes.text import conversation, count_turn, describe, exist_turn
+from evolens.data.shapes.world import POSITIONS, reading_order
 
 SEEDS = range(300)
 

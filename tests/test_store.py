@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-import evolens.run.atomic
+import evolens.io.atomic
 from evolens.errors import StorageError, UsageError
-from evolens.store import SampleRecord, TraceWriter, finished_sample_ids, read_failures, read_trace
+from evolens.io.store import SampleRecord, TraceWriter, finished_sample_ids, read_failures, read_trace
 
 LAYERS, TOP_K = 4, 3
 META = {
@@ -95,14 +95,14 @@ def test_reopening_continues_and_other_settings_are_refused(tmp_path: Path) -> N
 def test_orphan_steps_part_is_removed_on_reopen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = TraceWriter.open(tmp_path, META)
     writer.write([record("a", 2, 1)])
-    real_write = evolens.store.write_bytes
+    real_write = evolens.io.store.write_bytes
 
     def crash_on_samples(path: Path, data: bytes) -> Path:
         if path.parent.name == "samples":
             raise KeyboardInterrupt  # killed between the two renames
         return real_write(path, data)
 
-    monkeypatch.setattr(evolens.store, "write_bytes", crash_on_samples)
+    monkeypatch.setattr(evolens.io.store, "write_bytes", crash_on_samples)
     with pytest.raises(KeyboardInterrupt):
         writer.write([record("b", 2, 2)])
     monkeypatch.undo()
@@ -121,7 +121,7 @@ def test_disk_full_is_a_storage_error_and_finished_parts_stay(
     def no_space(_fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(evolens.run.atomic.os, "fsync", no_space)
+    monkeypatch.setattr(evolens.io.atomic.os, "fsync", no_space)
     with pytest.raises(StorageError, match="No space left on device"):
         writer.write([record("b", 2, 2)])
     monkeypatch.undo()

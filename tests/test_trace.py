@@ -1,4 +1,4 @@
-"""``evolens.trace`` end to end on real and tiny models: invariants, batching, resume, bad input."""
+"""``evolens.tracing.tracer`` end to end on real and tiny models: invariants, batching, resume, bad input."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ import torch
 
 import evolens
 from evolens.errors import NumericalError, UsageError
+from evolens.io.store import TraceWriter, read_trace
 from evolens.models import LoadedModel
-from evolens.recorder import HiddenSelection
-from evolens.store import TraceWriter, read_trace
-from evolens.trace import trace
-from evolens.trace_check import trace_matches_logits
+from evolens.tracing.check import trace_matches_logits
+from evolens.tracing.recorder import HiddenSelection
+from evolens.tracing.tracer import trace
 
 PROMPTS = [
     "What is the capital of France? Answer in one word.",
@@ -84,11 +84,21 @@ def test_batch_equals_one_by_one(smollm2_trace: Path, demo_text: LoadedModel, tm
 
 
 def test_trace_check_passes_on_the_real_decoder(demo_text: LoadedModel) -> None:
-    diff = trace_matches_logits(demo_text, None, "Name a fruit.", 4)
-    assert diff is not False and diff <= 1e-4
-    from evolens.models.verify import CHECKS
+    result = trace_matches_logits(demo_text, None, "Name a fruit.", 4)
+    assert result.passed and result.value is not None and result.value <= 1e-4, result
+    from evolens.verify import CHECKS
 
     assert CHECKS["trace_last_layer_is_logits"] is trace_matches_logits
+
+
+def test_a_perfect_match_is_a_pass_not_a_falsy_number() -> None:
+    """Defect: checks returned ``float | bool``, so an exact match (0.0) read as a failure."""
+    from evolens.models.check import CheckResult
+
+    exact = CheckResult.within(0.0, 1e-4)
+    assert exact.passed and exact.value == 0.0 and not exact.detail
+    assert not CheckResult.within(float("nan"), 1e-4).passed
+    assert not CheckResult.within(2e-4, 1e-4).passed
 
 
 def test_resume_after_a_crash_skips_finished_samples(

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from evolens.cli import main
-from evolens.images import file_sha256
+from evolens.data.images import file_sha256
+from evolens.io.store import read_trace
 from evolens.models import LoadedModel
-from evolens.store import read_trace
-from evolens.trace import trace
+from evolens.tracing.tracer import trace
 from tests.models.conftest import save_and_load
 from tests.models.test_family_llava import build_tiny_llava
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evolens.analysis.trace import Trace, load_trace
+from evolens.io.trace import Trace, load_trace
 from tests.analysis.synthetic import (
     SampleArrays,
     metrics_from_distributions,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from evolens.analysis import features as feat
-from evolens.analysis.trace import load_trace
 from evolens.errors import UsageError
+from evolens.io.trace import load_trace
 from tests.analysis.conftest import N_LAYERS, ExactTrace
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from evolens.analysis.distribution import layer_statistics
-from evolens.analysis.pipeline import AnalyzeOptions, analyze
 from evolens.analysis.single_token import heatmap_data, lens_grid
-from evolens.analysis.trace import load_trace
+from evolens.io.trace import load_trace
 from evolens.models import LoadedModel
+from evolens.pipeline.analyze import AnalyzeOptions, analyze
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ PROMPTS = ["What is the color of the sky on a clear day?", "What is the color of
 
 @pytest.fixture(scope="module")
 def real_trace_dir(demo_text: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from evolens.trace import trace
+    from evolens.tracing.tracer import trace
 
     out = tmp_path_factory.mktemp("real") / "trace"
     result = trace(demo_text, None, PROMPTS, out=out, max_new_tokens=6, batch_size=3, keep_hidden=True)

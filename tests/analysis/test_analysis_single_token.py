@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from evolens.analysis.single_token import candidate_curves, find_step, heatmap_data, lens_grid
-from evolens.analysis.trace import load_trace
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.errors import InputError, UsageError
+from evolens.io.trace import load_trace
 from tests.analysis.conftest import N_LAYERS, VOCAB, ExactTrace
 from tests.analysis.synthetic import jsd
 

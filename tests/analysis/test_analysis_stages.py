@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from evolens.analysis.stages import StageConfig, build_stages, detect_curves, detect_stages, mean_curves
-from evolens.analysis.trace import load_trace
 from evolens.errors import UsageError
+from evolens.io.trace import load_trace
 from tests.analysis.synthetic import planted_sample, sigmoid_curve, write_trace
 
 L = 30

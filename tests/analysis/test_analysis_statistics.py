@@ -15,7 +15,7 @@ from evolens.analysis.stage_stats import (
 )
 from evolens.analysis.stages import StageConfig
 from evolens.analysis.tokens import kinds_for_trace
-from evolens.analysis.trace import load_trace
+from evolens.io.trace import load_trace
 from tests.analysis.conftest import N_LAYERS, ExactTrace
 
 

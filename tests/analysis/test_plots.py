@@ -10,7 +10,7 @@ from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.features import answer_points, embed_2d, separation_by_layer
 from evolens.analysis.single_token import candidate_curves, heatmap_data, lens_grid
 from evolens.analysis.stages import detect_stages
-from evolens.analysis.trace import load_trace
+from evolens.io.trace import load_trace
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import cell_text, plot_heatmap
 from evolens.plots.layer_curves import plot_comparison, plot_layer_statistics

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from evolens.analysis import load_trace
-from evolens.shapes import Background, Scene, ShapeObject
+from evolens.data.shapes import Background, Scene, ShapeObject
 from tests.analysis.synthetic import planted_sample, write_trace
 
 

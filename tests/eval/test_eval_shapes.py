@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from evolens.data.shapes import Background, Scene, ShapeObject
 from evolens.eval.shapes import answer_correct, score_description, shapes_hallucination
-from evolens.shapes import Background, Scene, ShapeObject
 
 
 def shape(kind: str, color: str, position: str = "center") -> ShapeObject:

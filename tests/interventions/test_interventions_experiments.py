@@ -83,7 +83,7 @@ def test_summary_against_the_baseline() -> None:
 
 
 def test_summary_scores_shapes_descriptions() -> None:
-    from evolens.shapes import Background, Scene, ShapeObject
+    from evolens.data.shapes import Background, Scene, ShapeObject
 
     def shape(kind: str, color: str) -> ShapeObject:
         return ShapeObject(kind, color, "large", "center", (0.5, 0.5), 0.1, (0, 0, 0))
@@ -105,7 +105,7 @@ def test_summary_scores_shapes_descriptions() -> None:
 def test_unreadable_images_are_listed_not_fatal(tmp_path) -> None:
     from PIL import Image
 
-    from evolens.datasets.select import DataRow
+    from evolens.data.rows import DataRow
     from evolens.interventions.samples import samples_from_rows
 
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"

@@ -14,7 +14,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from evolens.models import LoadedModel
 from evolens.models.processors import without_video_processor
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import (
     assert_batch_equals_one_by_one,
     assert_image_reaches_the_decoder,

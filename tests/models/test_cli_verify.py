@@ -9,7 +9,9 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from evolens.cli import main
-from evolens.models import LoadedModel, verify
+from evolens import verify
+from evolens.models import LoadedModel
+from evolens.models.check import CheckResult
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_verify_passes_on_a_supported_model(tiny_llama_dir: Path, capsys, monkey
 
 def test_verify_exits_1_when_a_check_fails(tiny_llama_dir: Path, capsys, monkeypatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setitem(verify.CHECKS, "always_fails", lambda *_: False)
+    monkeypatch.setitem(verify.CHECKS, "always_fails", lambda *_: CheckResult.of(False, "always"))
     assert main(["verify", "--model", str(tiny_llama_dir), "--steps", "2"]) == 1
     out = capsys.readouterr().out
     assert "always_fails" in out and "FAIL" in out and "1 of" in out

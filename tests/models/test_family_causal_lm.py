@@ -13,7 +13,7 @@ import torch
 import transformers
 
 from evolens.models import LoadedModel
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import assert_batch_equals_one_by_one, save_and_load, tiny_decoder_kwargs
 
 # class -> what makes it differ from Llama, set so the tiny model exercises it

@@ -25,7 +25,7 @@ from transformers import (
 from evolens.errors import AdapterCheckError
 from evolens.models import LoadedModel
 from evolens.models.check import check_adapter
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import (
     assert_batch_equals_one_by_one,
     count_tokens,

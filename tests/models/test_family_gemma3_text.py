@@ -17,7 +17,7 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 from evolens.errors import AdapterCheckError
 from evolens.models import LoadedModel
 from evolens.models.check import check_adapter
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import assert_batch_equals_one_by_one, save_and_load, tiny_decoder_kwargs
 
 SOFTCAP = 0.5  # the tiny model's raw logits go well past it

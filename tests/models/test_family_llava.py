@@ -24,7 +24,7 @@ from transformers import (
 from evolens.errors import AdapterCheckError
 from evolens.models import LoadedModel
 from evolens.models.check import check_adapter
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import (
     assert_image_reaches_the_decoder,
     save_and_load,

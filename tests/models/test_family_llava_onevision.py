@@ -16,7 +16,7 @@ from transformers import (
 
 from evolens.models import LoadedModel
 from evolens.models.processors import without_video_processor
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import (
     GENERIC_VLM_CHAT_TEMPLATE,
     assert_batch_equals_one_by_one,

@@ -15,7 +15,7 @@ from transformers import (
 )
 
 from evolens.models import LoadedModel
-from evolens.models.verify import verify_model
+from evolens.verify import verify_model
 from tests.models.conftest import (
     assert_batch_equals_one_by_one,
     assert_image_reaches_the_decoder,

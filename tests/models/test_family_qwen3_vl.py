@@ -14,7 +14,7 @@ from PIL import Image
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
 
 from evolens.models import LoadedModel
-from evolens.models.check import last_layer_output
+from evolens.models.capture import layer_output as last_layer_output
 from tests.models import qwen_vl_parts as parts
 from tests.models.conftest import save_and_load
 

@@ -3,7 +3,7 @@
 A kill point wraps one function so that a given call kills the process with SIGKILL (no cleanup, no
 ``finally``, exactly as ``kill -9``), wherever the function was imported.
 
-- ``trace:N``: the N-th image load (``evolens.images.load_image``): N-1 images were traced.
+- ``trace:N``: the N-th image load (``evolens.data.images.load_image``): N-1 images were traced.
 - ``analysis:N``: the N-th figure the analysis saves (``matplotlib.figure.Figure.savefig``).
 - ``report``: ``report.html`` is written in full to its temporary name, but not yet renamed.
 """
@@ -20,7 +20,7 @@ from typing import Any
 
 def kill_on_call(owner: Any, name: str, when: Callable[..., bool]) -> None:
     """Replace ``owner.name`` with a wrapper that SIGKILLs the process when ``when(*args)`` is true, also
-    where modules already imported it by name (``from evolens.images import load_image``)."""
+    where modules already imported it by name (``from evolens.data.images import load_image``)."""
     original = getattr(owner, name)
 
     @functools.wraps(original)
@@ -48,9 +48,9 @@ def nth_call(n: int) -> Callable[..., bool]:
 def install(point: str) -> None:
     name, _, count = point.partition(":")
     if name == "trace":
-        import evolens.images
+        import evolens.data.images
 
-        kill_on_call(evolens.images, "load_image", nth_call(int(count)))
+        kill_on_call(evolens.data.images, "load_image", nth_call(int(count)))
     elif name == "analysis":
         import matplotlib.figure
 

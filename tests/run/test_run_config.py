@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from evolens.errors import UsageError
-from evolens.run import atomic
-from evolens.run.config import RunConfig, load_config, parse_answer
+from evolens.io import atomic
+from evolens.pipeline.config import RunConfig, load_config, parse_answer
 
 
 def write_yaml(path: Path, text: str) -> Path:

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from evolens.datasets import load_rows, manifest_text
-from evolens.datasets.local import read_manifest
-from evolens.datasets.select import prompt_tag
+from evolens.data.config import DEFAULT_DESCRIBE_PROMPT, DataConfig
+from evolens.data.rows import prompt_tag
+from evolens.data.sources import load_rows, manifest_text
+from evolens.data.sources.local import read_manifest
 from evolens.errors import InputError, UsageError
-from evolens.run.config import DEFAULT_DESCRIBE_PROMPT, DataConfig
 
 
 def make_images(folder: Path, names: list[str]) -> list[Path]:

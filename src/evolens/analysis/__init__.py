@@ -4,7 +4,7 @@ Everything here reads a trace written by ``evolens trace`` and never needs the m
 """
 
 from evolens.analysis.stages import Stage, StageConfig, StageResult, detect_curves, detect_stages
-from evolens.analysis.trace import Trace, load_trace
+from evolens.io.trace import Trace, load_trace
 
 __all__ = [
     "Stage",
@@ -20,7 +20,7 @@ __all__ = [
 
 def __getattr__(name: str):
     if name == "analyze":  # figures pull in matplotlib; only load them when asked
-        from evolens.analysis.pipeline import analyze
+        from evolens.pipeline.analyze import analyze
 
         return analyze
     raise AttributeError(name)

@@ -8,8 +8,8 @@ from pathlib import Path
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.stages import StageConfig, detect_stages
 from evolens.analysis.summary import write_json
-from evolens.analysis.trace import load_trace
 from evolens.errors import UsageError
+from evolens.io.trace import load_trace
 from evolens.plots.layer_curves import plot_comparison
 from evolens.plots.style import save_figure
 

@@ -18,7 +18,7 @@ import numpy as np
 from evolens.analysis.bootstrap import DEFAULT_N_BOOT, MeanCI, bootstrap_mean
 from evolens.analysis.stages import log_rank
 from evolens.analysis.tokens import KINDS, kinds_for_trace
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 
 METRICS = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1")
 METRIC_LABELS = {

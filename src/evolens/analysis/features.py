@@ -25,8 +25,8 @@ from sklearn.metrics import pairwise_distances, silhouette_score
 from threadpoolctl import threadpool_limits
 
 from evolens.analysis.tokens import token_kinds
-from evolens.analysis.trace import HiddenStates, Trace
 from evolens.errors import UsageError
+from evolens.io.trace import HiddenStates, Trace
 
 Method = Literal["tsne", "pca"]
 

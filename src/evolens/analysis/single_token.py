@@ -7,9 +7,9 @@ from typing import Literal
 
 import numpy as np
 
-from evolens.analysis.trace import Trace
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.errors import UsageError
+from evolens.io.trace import Trace
 
 Normalization = Literal["none", "per-layer"]
 HeatmapMetric = Literal["jsd_next", "paper_js"]

@@ -10,7 +10,7 @@ import pandas as pd
 from evolens.analysis.bootstrap import percentile_interval, replicate_counts, replicate_means
 from evolens.analysis.stages import StageConfig, StageResult, detect_curves, log_rank, mean_curves
 from evolens.analysis.tokens import kinds_for_trace
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 
 JSD_THRESHOLD_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
 PROB_RISE_LEVELS = (0.3, 0.5, 0.7)

@@ -29,7 +29,7 @@ import numpy as np
 from evolens.errors import UsageError
 
 if TYPE_CHECKING:
-    from evolens.analysis.trace import Trace
+    from evolens.io.trace import Trace
 
 STAGE_NAMES = ("rapid_evolution", "stabilization", "mutation")
 LN2 = math.log(2.0)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from evolens.analysis.stages import StageConfig, StageResult
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 
 SUMMARY_VERSION = 1
 

@@ -20,7 +20,7 @@ import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 if TYPE_CHECKING:
-    from evolens.analysis.trace import Trace
+    from evolens.io.trace import Trace
 
 KINDS = ("content", "function", "copied", "special")
 _SPECIAL = re.compile(r"^\s*(<\|[^|]*\|>|</?s>|<[a-z_]+>)\s*$")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 
 log = logging.getLogger(__name__)
 

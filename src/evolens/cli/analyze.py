@@ -104,7 +104,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Write figures (PNG + SVG) and summary.json for a trace; no model is loaded."""
-    from evolens.analysis.pipeline import AnalyzeOptions, analyze
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
 
     if metric not in METRICS:
         raise UsageError(f"--metric must be one of jsd, paper_js; got '{metric}'")

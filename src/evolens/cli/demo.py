@@ -34,7 +34,7 @@ def demo_command(
     batch_size: Annotated[int, typer.Option(help="Images per generate() batch.")] = 6,
 ) -> None:
     """Caption the demo images ("Describe this image.") and answer the colour question on each."""
-    from evolens.images import find_images
+    from evolens.data.images import find_images
     from evolens.models import load_model
     from evolens.models.demo.images import materialize_demo_images, read_demo_manifest
 
@@ -72,7 +72,7 @@ def demo_command(
 
 
 def _load_all(entries: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-    from evolens.images import load_image
+    from evolens.data.images import load_image
 
     pictures, failures = {}, []
     for entry in entries:

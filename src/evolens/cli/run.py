@@ -70,8 +70,8 @@ def run_command(
     ] = False,
 ) -> None:
     """Trace, analyse, experiment and report in one go; run it again to resume."""
-    from evolens.run.config import load_config, parse_answer
-    from evolens.run.pipeline import run_pipeline
+    from evolens.pipeline.config import load_config, parse_answer
+    from evolens.pipeline.run import run_pipeline
 
     overrides: dict[str, Any] = {
         "model": model,

@@ -54,8 +54,8 @@ def trace_command(
     """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
     from rich.console import Console
 
-    from evolens.recorder import HiddenSelection
-    from evolens.trace import trace
+    from evolens.tracing.recorder import HiddenSelection
+    from evolens.tracing.tracer import trace
 
     hidden = HiddenSelection.parse(hidden_steps, hidden_layers) if keep_hidden else False
     result = trace(

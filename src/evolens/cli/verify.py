@@ -1,4 +1,4 @@
-"""``evolens verify``: run every invariant check (``evolens.models.verify.CHECKS``) on one model.
+"""``evolens verify``: run every invariant check (``evolens.verify.CHECKS``) on one model.
 
 A user with a new model, a GPU or a new transformers version checks their setup with one command: the
 lens at the last layer must equal the logits, greedy top-1 must be the emitted token, and so on.
@@ -31,9 +31,9 @@ def verify_command(
     ] = None,
 ) -> None:
     """Check that evolens reads this model correctly (lens = logits, greedy top-1 = emitted token, ...)."""
-    from evolens.images import load_image
+    from evolens.data.images import load_image
     from evolens.models import load_model
-    from evolens.models.verify import verify_model
+    from evolens.verify import verify_model
 
     picture = load_image(image) if image is not None else None
     loaded = load_model(model, device=device, dtype=dtype, check=False)

@@ -30,7 +30,7 @@ from evolens.eval.labels import WordLabel, label_words
 
 if TYPE_CHECKING:
     from evolens.analysis.stages import StageResult
-    from evolens.analysis.trace import Trace
+    from evolens.io.trace import Trace
 
 FALLBACK_MUTATION_LAYERS = 5
 FEATURES = ("jsd_mutation", "prob_critical", "overtaken", "prob_final", "entropy_final")
@@ -55,7 +55,7 @@ class LabelledWords:
 
 def shapes_scene_of(ground_truth: Any) -> Any:
     """The shapes-world ``Scene`` of a sample's ground truth (JSON text or dict), or None."""
-    from evolens.shapes import Scene
+    from evolens.data.shapes import Scene
 
     if ground_truth is None or (isinstance(ground_truth, float) and np.isnan(ground_truth)):
         return None

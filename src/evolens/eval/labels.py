@@ -17,8 +17,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evolens.shapes import Scene
-from evolens.shapes.parse import COLOR_SYNONYMS, SHAPE_SYNONYMS
+from evolens.data.shapes import Scene
+from evolens.data.shapes.parse import COLOR_SYNONYMS, SHAPE_SYNONYMS
 
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE_END = re.compile(r"[.!?;\n]")

@@ -1,6 +1,6 @@
 """Hallucination and accuracy on the shapes world, where every scene's objects are known exactly.
 
-A description's object mentions come from ``evolens.shapes.parse_description``. A mention is faithful when
+A description's object mentions come from ``shapes.parse_description``. A mention is faithful when
 an object of the scene has its shape and (if the mention names one) its colour; otherwise it is
 hallucinated: an *object* hallucination when no object has that shape, an *attribute* hallucination when
 one does but not in that colour. CHAIR-style rates follow: CHAIR_i = hallucinated mentions / mentions,
@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from evolens.shapes import (
+from evolens.data.shapes import (
     COLORS,
     SHAPES,
     Scene,
@@ -23,8 +23,8 @@ from evolens.shapes import (
     parse_shape,
     parse_yes_no,
 )
-from evolens.shapes.parse import ParsedObject
-from evolens.shapes.text import COLOR_PROMPTS, COUNT_PROMPTS, DESCRIBE_PROMPTS, SHAPE_PROMPTS
+from evolens.data.shapes.parse import ParsedObject
+from evolens.data.shapes.text import COLOR_PROMPTS, COUNT_PROMPTS, DESCRIBE_PROMPTS, SHAPE_PROMPTS
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from evolens.errors import EvolensError
 
 if TYPE_CHECKING:
-    from evolens.analysis.trace import Trace
+    from evolens.io.trace import Trace
 
 SCHEMA = "evolens.hallucination/1"
 
@@ -44,9 +44,9 @@ def _cleaned(values: dict[str, Any]) -> dict[str, Any]:
 
 def shapes_section(rows: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any] | None:
     """Scores of (prompt, text, truth) rows from the shapes world, None when there are none."""
+    from evolens.data.shapes import Scene, parse_yes_no
     from evolens.eval.pope import pope_scores
     from evolens.eval.shapes import exist_truth, score_sample, shapes_hallucination, shapes_task
-    from evolens.shapes import Scene, parse_yes_no
 
     if not rows:
         return None

@@ -14,7 +14,7 @@ from transformers import BatchFeature
 
 from evolens.interventions.plan import LayerPlan
 from evolens.interventions.skipping import skip_layers
-from evolens.models.check import last_layer_output, logits_from_last_layer
+from evolens.models.capture import LayerCapture
 from evolens.models.loaded import LoadedModel
 
 
@@ -33,18 +33,7 @@ def lens_logits_at_layer(loaded: LoadedModel, inputs: BatchFeature, lens_layer: 
     lens layer 0, else the output of decoder layer ``lens_layer - 1``. The independent reference for
     ``early_exit``.
     """
-    captured: list[torch.Tensor] = []
-    if lens_layer == 0:
-        handle = loaded.decoder_layers[0].register_forward_pre_hook(
-            lambda _m, args, kwargs: captured.append(args[0] if args else kwargs["hidden_states"]),
-            with_kwargs=True,
-        )
-    else:
-        handle = loaded.decoder_layers[lens_layer - 1].register_forward_hook(
-            lambda _m, _a, out: captured.append(last_layer_output(out))
-        )
-    try:
+    with LayerCapture(loaded, [lens_layer]) as capture:
         loaded.model(**inputs, use_cache=False)
-    finally:
-        handle.remove()
-    return logits_from_last_layer(loaded, captured[-1][:, -1, :])
+        state = capture.last()[:, 0]
+    return loaded.unembed.logits(state)

@@ -206,8 +206,8 @@ def shapes_scorer(sample: Prompted, text: str) -> tuple[float, int, int, bool]:
     truth = sample.ground_truth
     if not truth or truth.get("source") != "shapes":
         return float("nan"), 0, 0, False
+    from evolens.data.shapes import Scene
     from evolens.eval.shapes import score_sample
-    from evolens.shapes import Scene
 
     scene = Scene.from_dict({k: v for k, v in truth.items() if k != "source"})
     score = score_sample(sample.prompt, text, scene)

@@ -22,14 +22,14 @@ import torch
 from transformers import BatchFeature, LogitsProcessor, LogitsProcessorList
 
 from evolens.errors import UsageError
-from evolens.models.check import last_layer_output, logits_from_last_layer
+from evolens.models.capture import LayerCapture
 from evolens.models.loaded import LoadedModel
 
 
 class LayerMixProcessor(LogitsProcessor):
     """Mixes the anchor layer's lens logits into the final scores (formula in the module docstring).
 
-    ``hidden`` is filled by forward hooks (see ``layer_mix``): lens layer -> (B, d) last-position state.
+    ``capture`` (set by ``layer_mix``) holds, per forward pass, the last-position states of ``layers``.
     """
 
     def __init__(self, loaded: LoadedModel, layers: Sequence[int], alpha: float, top_k: int = 10) -> None:
@@ -38,15 +38,15 @@ class LayerMixProcessor(LogitsProcessor):
         if alpha < 0 or top_k < 1:
             raise UsageError(f"layer mix needs alpha >= 0 and top_k >= 1 (got alpha={alpha}, top_k={top_k})")
         self.loaded, self.layers, self.alpha, self.top_k = loaded, tuple(layers), alpha, top_k
-        self.hidden: dict[int, torch.Tensor] = {}
+        self.capture: LayerCapture | None = None
         self.anchors: list[torch.Tensor] = []
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """(B, V) scores -> (B, V) mixed scores, -inf outside each row's candidates."""
         candidates = scores.topk(min(self.top_k, scores.shape[-1]), dim=-1).indices  # (B, K)
-        lens = torch.stack(
-            [logits_from_last_layer(self.loaded, self.hidden[layer]) for layer in self.layers], dim=1
-        )  # (B, n_layers, V)
+        if self.capture is None:
+            raise RuntimeError("LayerMixProcessor runs inside layer_mix(), which captures the layers")
+        lens = self.loaded.unembed.logits(self.capture.last())  # (B, n_layers, V)
         probs = lens.softmax(-1).gather(-1, candidates[:, None, :].expand(-1, len(self.layers), -1))
         weight, best = probs.max(-1).values.max(-1)  # (B,), index into self.layers
         self.anchors.append(torch.tensor(self.layers, device=best.device)[best])
@@ -63,19 +63,12 @@ def layer_mix(
 ) -> Iterator[LayerMixProcessor]:
     """Hooks that feed a ``LayerMixProcessor``; pass it to ``generate`` as ``logits_processor``."""
     processor = LayerMixProcessor(loaded, layers, alpha, top_k)
-
-    def capture(layer: int) -> Any:
-        def hook(_module: Any, _args: Any, output: Any) -> None:
-            processor.hidden[layer] = last_layer_output(output)[:, -1, :]
-
-        return hook
-
-    handles = [loaded.decoder_layers[layer - 1].register_forward_hook(capture(layer)) for layer in layers]
-    try:
-        yield processor
-    finally:
-        for handle in handles:
-            handle.remove()
+    with LayerCapture(loaded, processor.layers) as capture:
+        processor.capture = capture
+        try:
+            yield processor
+        finally:
+            processor.capture = None
 
 
 def generate_with_layer_mix(

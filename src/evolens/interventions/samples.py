@@ -1,13 +1,13 @@
-"""The inputs of an intervention experiment: data rows (``evolens.datasets``) with their images loaded."""
+"""The inputs of an intervention experiment: data rows (``evolens.data.sources``) with their images loaded."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from evolens.datasets.select import DataRow
+from evolens.data.images import load_image
+from evolens.data.rows import DataRow
 from evolens.errors import EvolensError, UsageError
-from evolens.images import load_image
 from evolens.interventions.experiments import Prompted
 
 
@@ -21,8 +21,8 @@ def read_samples(
     vision: bool,
 ) -> tuple[list[Prompted], list[str]]:
     """The inputs (an image, a folder, a JSONL manifest, or shapes-world scenes) and the ones that failed."""
-    from evolens.datasets.local import folder_rows, image_rows, jsonl_rows
-    from evolens.datasets.shapes import shapes_rows
+    from evolens.data.sources.local import folder_rows, image_rows, jsonl_rows
+    from evolens.data.sources.shapes import shapes_rows
 
     prompts = [prompt] if prompt else []
     if shapes is not None:

@@ -7,11 +7,12 @@ Each path field holds candidates tried in order, so one adapter survives transfo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
-
-from torch import nn
+from typing import TYPE_CHECKING, Literal
 
 from evolens.errors import UnsupportedArchitectureError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 InputStyle = Literal["text_chat", "processor_chat", "processor_prompt", "demo"]
 

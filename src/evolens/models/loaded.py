@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from PIL import Image
@@ -14,9 +14,7 @@ from transformers import BatchFeature
 
 from evolens.models.adapter import ModelAdapter
 from evolens.models.inputs import build_inputs
-
-if TYPE_CHECKING:
-    from evolens.lens import Unembed
+from evolens.models.readout import Unembed
 
 
 @dataclass
@@ -62,9 +60,7 @@ class LoadedModel:
 
     @cached_property
     def unembed(self) -> Unembed:
-        """The logit lens in fp32 (final norm + unembedding, an fp32 copy for half-precision models)."""
-        from evolens.lens import Unembed
-
+        """The readout in fp32 (final norm + unembedding, an fp32 copy for half-precision models)."""
         return Unembed.from_model(self)
 
     @property

@@ -14,8 +14,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from evolens.analysis.trace import load_trace
 from evolens.analysis.vocabulary import TokenStrings
+from evolens.io import atomic
+from evolens.io.trace import load_trace
 from evolens.report.samples import pick_samples, sample_entries
 from evolens.report.sections import (
     figure_entries,
@@ -24,7 +25,6 @@ from evolens.report.sections import (
     stages_section,
     tables_from_json,
 )
-from evolens.run import atomic
 
 PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|PLOTLY_JS|REPORT_JS|DATA)\}\}")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 
 EXPLORER_METRICS = ("jsd_next", "prob", "entropy", "jsd_last", "rank")
 THUMBNAIL_SIDE = 320
@@ -74,8 +74,8 @@ def thumbnail_data_uri(image: str | None, side: int = THUMBNAIL_SIDE) -> str | N
     """A JPEG data URI of the image at most ``side`` pixels on its long side; None if it can't be read."""
     if image is None or not Path(image).is_file():
         return None
+    from evolens.data.images import load_image
     from evolens.errors import InputError
-    from evolens.images import load_image
 
     try:
         picture = load_image(image)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from evolens.analysis.bootstrap import bootstrap_mean
-from evolens.analysis.trace import Trace
+from evolens.io.trace import Trace
 from evolens.report.samples import rounded
 
 CURVES = (

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from evolens.shapes.render import render_scene
-from evolens.shapes.world import sample_scene
+from evolens.data.shapes.render import render_scene
+from evolens.data.shapes.world import sample_scene
 
 MANIFEST_NAME = "images.jsonl"
 DEMO_PROMPT = "Describe this image."

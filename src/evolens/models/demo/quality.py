@@ -9,7 +9,7 @@ Four measures, each over its own scenes:
   (a mention without a colour counts as wrong); also recall (ground-truth objects mentioned) and, over the
   correct mentions, how often size and position are right;
 - yes/no existence accuracy: one question per scene over all scenes, "yes" and "no" answers alternating;
-  negatives are hard half the time (see ``evolens.shapes.text.absent_object``).
+  negatives are hard half the time (see ``evolens.data.shapes.text.absent_object``).
 """
 
 from __future__ import annotations
@@ -18,11 +18,17 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from evolens.data.shapes.parse import parse_color, parse_description, parse_shape, parse_yes_no
+from evolens.data.shapes.render import render_scene
+from evolens.data.shapes.text import (
+    COLOR_PROMPTS,
+    DESCRIBE_PROMPTS,
+    EXIST_PROMPTS,
+    SHAPE_PROMPTS,
+    absent_object,
+)
+from evolens.data.shapes.world import Scene, sample_scene
 from evolens.models.loaded import LoadedModel
-from evolens.shapes.parse import parse_color, parse_description, parse_shape, parse_yes_no
-from evolens.shapes.render import render_scene
-from evolens.shapes.text import COLOR_PROMPTS, DESCRIBE_PROMPTS, EXIST_PROMPTS, SHAPE_PROMPTS, absent_object
-from evolens.shapes.world import Scene, sample_scene
 
 EVAL_SEED_BASE = 10_000_000
 SINGLE_OFFSET = 0

@@ -15,12 +15,12 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from evolens.data.shapes.render import render_scene
+from evolens.data.shapes.text import Turn
+from evolens.data.shapes.world import Scene, sample_scene
 from evolens.models.demo.model import DemoVLM
 from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.vision import VisionEncoder, preprocess
-from evolens.shapes.render import render_scene
-from evolens.shapes.text import Turn
-from evolens.shapes.world import Scene, sample_scene
 
 IGNORE = -100
 
@@ -158,7 +158,7 @@ def make_batch(
     n_turns: int,
 ) -> Batch:
     """A batch of fresh conversations about the scenes at ``indices`` (into ``seeds``/``features``)."""
-    from evolens.shapes.text import conversation
+    from evolens.data.shapes.text import conversation
 
     rows = [
         tokenize_conversation(processor, conversation(sample_scene(seeds[i]), rng, n_turns)) for i in indices

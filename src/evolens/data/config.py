@@ -1,0 +1,70 @@
+"""Which inputs to trace: the ``data`` section of a run config, also built by ``evolens trace`` and the
+experiments from their flags (one input path for every command).
+
+``DataConfig`` is validated by pydantic; ``evolens.data.sources.load_rows`` turns it into samples.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SourceKind = Literal["image", "folder", "jsonl", "coco", "amber", "shapes"]
+DEFAULT_DESCRIBE_PROMPT = "Please describe this image in detail."
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, values are checked on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Section):
+    """Which images and prompts to run on.
+
+    ``source`` is inferred from ``path`` when left out: a folder, a ``.jsonl`` manifest or an image file.
+    COCO and AMBER need ``annotations`` (COCO: instances or captions JSON; AMBER: its query JSON).
+    Every image is paired with every prompt in ``prompts``; manifests and AMBER carry their own prompts,
+    which ``prompts`` replaces when given.
+    """
+
+    source: SourceKind | None = None
+    path: Path | None = None
+    annotations: Path | None = None
+    prompts: list[str] = Field(default_factory=list)
+    limit: int | None = Field(default=None, gt=0)
+    shuffle: bool = False
+    seed: int = 0
+
+    @field_validator("prompts")
+    @classmethod
+    def _prompts_not_blank(cls, prompts: list[str]) -> list[str]:
+        for prompt in prompts:
+            if not prompt.strip():
+                raise ValueError("a prompt is empty")
+        return prompts
+
+    @model_validator(mode="after")
+    def _source_needs(self) -> DataConfig:
+        if self.source is None and self.path is not None:
+            self.source = infer_source(self.path)
+        if self.source is None:
+            raise ValueError("give data.path (an image, a folder or a JSONL manifest) or data.source: shapes")
+        if self.source != "shapes" and self.path is None:
+            raise ValueError(f"source '{self.source}' needs data.path")
+        if self.source in ("coco", "amber") and self.annotations is None:
+            raise ValueError(f"source '{self.source}' needs data.annotations (the annotation JSON)")
+        if self.source in ("image", "folder") and not self.prompts:
+            raise ValueError(f"source '{self.source}' needs at least one prompt (data.prompts or --prompt)")
+        return self
+
+
+def infer_source(path: Path) -> SourceKind:
+    """'folder', 'jsonl' or 'image' from what ``path`` looks like."""
+    if path.is_dir():
+        return "folder"
+    if path.suffix.lower() == ".jsonl":
+        return "jsonl"
+    return "image"

@@ -1,0 +1,272 @@
+"""The trace dataset on disk (docs/trace-format.md): written as it goes, resumable, plain Parquet.
+
+Each batch of finished samples becomes one part: ``steps/part-NNNNN.parquet`` then
+``samples/part-NNNNN.parquet``, each written whole to a temporary name and renamed. A sample is finished
+when its row is in ``samples/``; a steps part without its samples part (a crash between the two renames)
+is an orphan that the next run removes. A crash therefore loses at most the samples in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from evolens.errors import InputError, StorageError, UsageError
+from evolens.io.atomic import read_json, sweep_temporaries, write_bytes, write_json
+
+PART = re.compile(r"^part-(\d+)\.parquet$")
+FLOAT_LIST = pa.list_(pa.float32())
+INT_LIST = pa.list_(pa.int32())
+
+SAMPLES_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("image", pa.string()),
+        ("image_sha256", pa.string()),
+        ("prompt", pa.string()),
+        ("text", pa.string()),
+        ("token_ids", INT_LIST),
+        ("n_steps", pa.int32()),
+        ("ground_truth", pa.string()),
+    ]
+)
+PER_LAYER_FLOAT = ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js")
+STEPS_SCHEMA = pa.schema(
+    [
+        ("sample_id", pa.string()),
+        ("step", pa.int32()),
+        ("token_id", pa.int32()),
+        ("token", pa.string()),
+        ("prob", FLOAT_LIST),
+        ("rank", INT_LIST),
+        ("entropy", FLOAT_LIST),
+        ("jsd_next", FLOAT_LIST),
+        ("jsd_last", FLOAT_LIST),
+        ("kl_last", FLOAT_LIST),
+        ("paper_js", FLOAT_LIST),
+        ("topk_ids", pa.list_(INT_LIST)),
+        ("topk_probs", pa.list_(FLOAT_LIST)),
+    ]
+)
+SETTINGS_KEYS = ("model", "revision", "dtype", "lens", "top_k", "paper_js", "decoding", "seed", "hidden")
+"""meta.json keys that must match for a rerun to add to an existing trace."""
+
+
+@dataclass
+class SampleRecord:
+    """One finished sample: its inputs, its generation, and its per-step metrics.
+
+    ``metrics`` maps each steps column (prob, rank, entropy, jsd_next, jsd_last, kl_last, paper_js,
+    topk_ids, topk_probs) to an array with n_steps rows: (n_steps, L+1), (n_steps, L) or
+    (n_steps, L+1, k); ``paper_js`` may be None.
+    """
+
+    sample_id: str
+    image: str | None
+    prompt: str
+    text: str
+    token_ids: list[int]
+    tokens: list[str]
+    metrics: dict[str, np.ndarray | None]
+    ground_truth: dict[str, Any] | None = None
+    image_sha256: str | None = None
+    hidden: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class TraceTables:
+    """A trace read back: meta.json, one row per finished sample, one row per sample x step."""
+
+    meta: dict[str, Any]
+    samples: pd.DataFrame
+    steps: pd.DataFrame
+
+
+class TraceWriter:
+    """Appends finished samples to a trace directory; see the module docstring for the guarantees."""
+
+    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+        self.directory = directory
+        self.meta = meta
+        self.finished: set[str] = finished_sample_ids(directory)
+        self._next_part = 1 + max(
+            _part_numbers(directory / "samples") | _part_numbers(directory / "steps") | {0}
+        )
+
+    @classmethod
+    def open(cls, directory: str | Path, meta: dict[str, Any]) -> TraceWriter:
+        """Create ``directory`` or reopen it for the same settings (a different setting is a UsageError)."""
+        directory = Path(directory)
+        try:
+            for sub in ("samples", "steps"):
+                (directory / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the trace directory {directory}: {exc.strerror or exc}"
+            ) from exc
+        existing = read_json(directory / "meta.json")
+        if existing is not None:
+            _check_same_settings(directory, existing, meta)
+            meta = {**meta, "created": existing.get("created", meta.get("created"))}
+        write_json(directory / "meta.json", meta)
+        for sub in ("", "samples", "steps", "hidden"):
+            sweep_temporaries(directory / sub)
+        _remove_orphan_steps(directory)
+        return cls(directory, meta)
+
+    def write(self, records: list[SampleRecord]) -> None:
+        """Write one part holding ``records`` (hidden states first, then steps, then samples)."""
+        if not records:
+            return
+        for record in records:
+            if record.hidden:
+                self._write_hidden(record)
+        name = f"part-{self._next_part:05d}.parquet"
+        steps_bytes = _parquet_bytes(_steps_table(records))
+        samples_bytes = _parquet_bytes(_samples_table(records))
+        write_bytes(self.directory / "steps" / name, steps_bytes)
+        write_bytes(self.directory / "samples" / name, samples_bytes)
+        self._next_part += 1
+        self.finished.update(record.sample_id for record in records)
+
+    def record_failure(self, sample_id: str, image: str | None, error: str) -> None:
+        """Append one failed input to failures.jsonl."""
+        line = json.dumps({"sample_id": sample_id, "image": image, "error": error}, ensure_ascii=False)
+        try:
+            with open(self.directory / "failures.jsonl", "a", encoding="utf-8") as handle:
+                handle.write(line + "\n")
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {self.directory / 'failures.jsonl'}: {exc.strerror or exc}"
+            ) from exc
+
+    def forget_failures(self, sample_ids: set[str]) -> None:
+        """Drop earlier failures of samples about to be retried (failures.jsonl lists the latest outcome)."""
+        path = self.directory / "failures.jsonl"
+        if not path.exists():
+            return
+        kept = [line for line in read_failures(self.directory) if line.get("sample_id") not in sample_ids]
+        write_bytes(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept).encode())
+
+    def _write_hidden(self, record: SampleRecord) -> None:
+        from safetensors.torch import save
+
+        data = save({name: tensor.contiguous() for name, tensor in record.hidden.items()})
+        write_bytes(self.directory / "hidden" / f"{record.sample_id}.safetensors", data)
+
+
+def finished_sample_ids(directory: str | Path) -> set[str]:
+    """Ids of the samples whose rows are in ``samples/`` (empty for a new directory)."""
+    folder = Path(directory) / "samples"
+    ids: set[str] = set()
+    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+        ids.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+    return ids
+
+
+def read_failures(directory: str | Path) -> list[dict[str, Any]]:
+    """The objects of failures.jsonl (empty when there is none)."""
+    path = Path(directory) / "failures.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def read_trace(directory: str | Path) -> TraceTables:
+    """meta, samples and steps of a trace; steps of unfinished samples are left out, order is by part."""
+    directory = Path(directory)
+    meta = read_json(directory / "meta.json")
+    if meta is None:
+        raise InputError(f"{directory}: not a trace directory (no meta.json)")
+    samples = _read_parts(directory / "samples", SAMPLES_SCHEMA)
+    steps = _read_parts(directory / "steps", STEPS_SCHEMA)
+    steps = steps[steps["sample_id"].isin(set(samples["sample_id"]))].reset_index(drop=True)
+    return TraceTables(meta, samples, steps)
+
+
+def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
+    paths = sorted(folder.glob("part-*.parquet"))
+    tables = [pq.read_table(path) for path in paths]
+    return pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+
+
+def _part_numbers(folder: Path) -> set[int]:
+    found = (PART.match(path.name) for path in folder.iterdir()) if folder.is_dir() else ()
+    return {int(match.group(1)) for match in found if match}
+
+
+def _remove_orphan_steps(directory: Path) -> None:
+    done = _part_numbers(directory / "samples")
+    for number in _part_numbers(directory / "steps") - done:
+        (directory / "steps" / f"part-{number:05d}.parquet").unlink(missing_ok=True)
+
+
+def _check_same_settings(directory: Path, existing: dict[str, Any], meta: dict[str, Any]) -> None:
+    changed = [key for key in SETTINGS_KEYS if existing.get(key) != meta.get(key)]
+    if changed:
+        detail = "; ".join(f"{key}: {existing.get(key)!r} there, {meta.get(key)!r} now" for key in changed)
+        raise UsageError(
+            f"{directory} holds a trace made with other settings ({detail}); choose another --out"
+        )
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    try:
+        pq.write_table(table, sink, compression="zstd")
+    except OSError as exc:
+        raise StorageError(f"cannot encode a trace part: {exc}") from exc
+    return sink.getvalue().to_pybytes()
+
+
+def _samples_table(records: list[SampleRecord]) -> pa.Table:
+    columns = {
+        "sample_id": [r.sample_id for r in records],
+        "image": [r.image for r in records],
+        "image_sha256": [r.image_sha256 for r in records],
+        "prompt": [r.prompt for r in records],
+        "text": [r.text for r in records],
+        "token_ids": [r.token_ids for r in records],
+        "n_steps": [len(r.token_ids) for r in records],
+        "ground_truth": [None if r.ground_truth is None else json.dumps(r.ground_truth) for r in records],
+    }
+    return pa.table(columns, schema=SAMPLES_SCHEMA)
+
+
+def _steps_table(records: list[SampleRecord]) -> pa.Table:
+    n_rows = [len(r.token_ids) for r in records]
+    columns: dict[str, pa.Array] = {
+        "sample_id": pa.array([r.sample_id for r in records for _ in r.token_ids], pa.string()),
+        "step": pa.array(np.concatenate([np.arange(n) for n in n_rows]), pa.int32()),
+        "token_id": pa.array(np.concatenate([r.token_ids for r in records]), pa.int32()),
+        "token": pa.array([t for r in records for t in r.tokens], pa.string()),
+    }
+    for name in STEPS_SCHEMA.names[4:]:
+        parts = [r.metrics.get(name) for r in records]
+        kind = STEPS_SCHEMA.field(name).type
+        if any(part is None for part in parts):
+            columns[name] = pa.nulls(sum(n_rows), kind)
+        else:
+            columns[name] = _nested_lists(np.concatenate(parts), kind)  # type: ignore[arg-type]
+    return pa.table(columns, schema=STEPS_SCHEMA)
+
+
+def _nested_lists(values: np.ndarray, kind: pa.DataType) -> pa.Array:
+    """(rows, n) -> list<T>, (rows, n, k) -> list<list<T>>, without Python loops over the values."""
+    leaf = kind
+    while pa.types.is_list(leaf):
+        leaf = leaf.value_type
+    array: pa.Array = pa.array(values.reshape(-1), leaf)
+    for size in reversed(values.shape[1:]):
+        offsets = np.arange(0, len(array) + 1, size, dtype=np.int32)
+        array = pa.ListArray.from_arrays(pa.array(offsets), array)
+    return array

@@ -1,0 +1,135 @@
+"""The one place evolens hooks a model's decoder layers: per forward pass, the chosen lens layers' states.
+
+``LayerCapture`` hooks the decoder layers: a forward pre-hook on the first reads its input (the
+embeddings, image features merged and any embedding scale applied: lens layer 0), a forward hook on the
+l-th (counting from 1) reads its output (lens layer l). Each forward pass keeps only position -1, which with
+left padding is the position predicting the next token in every row; in ``generate`` the prefill is step 0
+and each decode pass one more step. The trace, the load-time adapter check, ``evolens verify``, early exit
+and layer-mix decoding all read layers through it.
+
+``TokenStreamer`` receives the tokens ``generate`` emits (transformers calls ``put(prompt_ids)`` once, then
+``put(next_tokens)`` after every step, ``end()`` at the end), which is exact for greedy and sampled decoding
+and works for any model. Each emitted step is handed on with the states of the pass that produced it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+from transformers.generation.streamers import BaseStreamer
+
+if TYPE_CHECKING:
+    from evolens.models.loaded import LoadedModel
+
+
+def layer_output(output: Any) -> torch.Tensor:
+    """A decoder layer's hidden-state output (B, T, d), whether it returns a tensor or a tuple."""
+    return output[0] if isinstance(output, tuple | list) else output
+
+
+def layer_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
+    """A decoder layer's hidden-state input (B, T, d), passed positionally or as ``hidden_states``."""
+    return args[0] if args else kwargs["hidden_states"]
+
+
+class LayerCapture:
+    """Context manager: while active, each forward pass yields one (B, n, d) tensor of the last position.
+
+    Args:
+        loaded: the model.
+        lens_layers: the lens layers to keep, in 0..L (0 = input embeddings, l = output of decoder layer l);
+            None keeps all L+1 of them. Column i of every pass holds ``lens_layers[i]``.
+
+    A pass is complete when the deepest chosen layer has run; completed passes queue up in order (usually
+    one at a time) and ``pop`` takes the oldest.
+    """
+
+    def __init__(self, loaded: LoadedModel, lens_layers: Sequence[int] | None = None) -> None:
+        self.decoder_layers: nn.ModuleList = loaded.decoder_layers
+        n_lens = len(self.decoder_layers) + 1
+        self.lens_layers = tuple(range(n_lens)) if lens_layers is None else tuple(lens_layers)
+        if not self.lens_layers or not all(0 <= layer < n_lens for layer in self.lens_layers):
+            raise ValueError(f"lens layers must be in 0..{n_lens - 1}, got {list(self.lens_layers)}")
+        self._column = {layer: i for i, layer in enumerate(self.lens_layers)}
+        self._deepest = max(self.lens_layers)
+        self._current: torch.Tensor | None = None
+        self._done: deque[torch.Tensor] = deque()
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> LayerCapture:
+        first = self.decoder_layers[0].register_forward_pre_hook(self._on_input, with_kwargs=True)
+        self._handles.append(first)
+        for layer in sorted(set(self.lens_layers) - {0}):
+            self._handles.append(
+                self.decoder_layers[layer - 1].register_forward_hook(self._output_hook(layer))
+            )
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def pop(self) -> torch.Tensor:
+        """The oldest completed pass: (B, n, d) in the model's dtype and device."""
+        if not self._done:
+            raise RuntimeError("a token was emitted without a completed forward pass of the decoder layers")
+        return self._done.popleft()
+
+    def last(self) -> torch.Tensor:
+        """The most recent completed pass (older ones are dropped): (B, n, d)."""
+        if not self._done:
+            raise RuntimeError("no forward pass of the decoder layers was captured")
+        latest = self._done[-1]
+        self._done.clear()
+        return latest
+
+    def clear(self) -> None:
+        """Drop passes whose tokens will never be emitted."""
+        self._done.clear()
+        self._current = None
+
+    def _store(self, layer: int, hidden: torch.Tensor) -> None:
+        if self._current is None:
+            return
+        self._current[:, self._column[layer]] = hidden[:, -1]
+        if layer == self._deepest:
+            self._done.append(self._current)
+            self._current = None
+
+    def _on_input(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        hidden = layer_input(args, kwargs)
+        batch, _, width = hidden.shape
+        self._current = hidden.new_empty(batch, len(self.lens_layers), width)
+        if 0 in self._column:
+            self._store(0, hidden)
+
+    def _output_hook(self, lens_layer: int) -> Callable[..., None]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> None:
+            self._store(lens_layer, layer_output(output))
+
+        return hook
+
+
+class TokenStreamer(BaseStreamer):
+    """Calls ``on_step(tokens)`` with the (B,) token ids of every generated step, in order."""
+
+    def __init__(self, on_step: Callable[[torch.Tensor], None]) -> None:
+        self.on_step = on_step
+        self._prompt_seen = False
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:  # the first call hands over the prompt ids
+            self._prompt_seen = True
+            return
+        self.on_step(value.reshape(-1))
+
+    def end(self) -> None:
+        """Nothing to flush: every step was handled when its token arrived."""

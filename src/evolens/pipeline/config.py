@@ -1,0 +1,212 @@
+"""The configuration of ``evolens run``: one validated object, from a YAML file and/or command-line flags.
+
+Every key is checked by pydantic; a bad value or an unknown key is a ``UsageError`` (exit 2) whose one line
+names the key and says why (``data.limit: must be greater than 0 (got -3)``). The resolved config (defaults
+filled in, paths absolute) is saved with the results as ``OUT/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError
+
+from evolens.data.config import DataConfig, Section
+from evolens.errors import UsageError
+
+PATH_KEYS = ("out", "data.path", "data.annotations")
+
+
+class TraceConfig(Section):
+    """How generation is traced (see ``evolens trace``)."""
+
+    max_new_tokens: int = Field(default=64, gt=0, le=4096)
+    batch_size: int = Field(default=4, gt=0)
+    lens: Literal["normed", "raw"] = "normed"
+    top_k: int = Field(default=5, gt=0, le=100)
+    keep_hidden: bool = True
+    do_sample: bool = False
+    temperature: float = Field(default=1.0, gt=0)
+    seed: int = 0
+
+
+def parse_answer(text: str) -> int | list[str]:
+    """``--answer``: "3" -> step 3; "red, green" -> ["red", "green"] (see ``AnalyzeConfig.answer``)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    words = [word.strip() for word in text.split(",") if word.strip()]
+    if not words:
+        raise UsageError(f"--answer '{text}': give answer words (red,green,...) or a step index")
+    return words
+
+
+class AnalyzeConfig(Section):
+    """The analyses of the trace (``evolens analyze``): stages, figures and feature views."""
+
+    enabled: bool = True
+    answer: int | list[str] = 0
+    """Where the many-images feature view looks: a generated step index, or the answer words (the first
+    step that emits one of them, e.g. the colour names for the colour question)."""
+    projections: list[Literal["tsne", "pca"]] = Field(default_factory=lambda: ["tsne", "pca"])
+    n_boot: int = Field(default=1000, ge=10)
+    """Bootstrap replicates of the confidence intervals."""
+
+
+class SkipConfig(Section):
+    """The layer-skipping experiments (``evolens skip --plan stages``)."""
+
+    enabled: bool = False
+    plan: str = "stages"
+    """'stages' (from the detected stages) or an explicit range such as '12-20'."""
+    random_seeds: int = Field(default=3, ge=0, le=50)
+    limit: int | None = Field(default=None, gt=0)
+    """Run the experiments on at most this many of the traced samples (they re-generate, so they cost)."""
+
+
+class HallucinationConfig(Section):
+    """Hallucination metrics against the data's ground truth (shapes world, COCO or AMBER annotations)."""
+
+    enabled: bool = False
+
+
+class ReportConfig(Section):
+    """The interactive ``report.html``."""
+
+    enabled: bool = True
+    max_samples: int = Field(default=60, gt=0)
+    """Samples whose token-by-layer detail the report embeds (the dataset curves use all of them)."""
+    title: str | None = None
+
+
+class RunConfig(Section):
+    """Everything ``evolens run`` does, in one object."""
+
+    model: str = "demo"
+    device: str = "cpu"
+    dtype: str | None = None
+    out: Path = Path("evolens-run")
+    data: DataConfig
+    trace: TraceConfig = Field(default_factory=TraceConfig)
+    analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
+    skip: SkipConfig = Field(default_factory=SkipConfig)
+    hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+
+    def resolved(self, base: Path | None = None) -> RunConfig:
+        """A copy with every path absolute (relative ones taken from ``base``, default the cwd)."""
+        base = (base or Path.cwd()).resolve()
+
+        def absolute(path: Path | None) -> Path | None:
+            return None if path is None else (base / path.expanduser()).resolve()
+
+        data = self.data.model_copy(
+            update={"path": absolute(self.data.path), "annotations": absolute(self.data.annotations)}
+        )
+        return self.model_copy(update={"out": absolute(self.out), "data": data})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (paths as strings)."""
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def fingerprint(self, *sections: str) -> str:
+        """SHA-256 of the named top-level keys' values: equal fingerprints mean the same work."""
+        values = {name: self.to_dict()[name] for name in sections}
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read a YAML config (if given), apply ``overrides`` (dotted keys, e.g. ``"data.limit": 5``), validate.
+
+    Relative data paths in the file are taken relative to the file's folder; ``out`` and the paths in
+    overrides relative to the cwd.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(Path(path))
+        _absolutize_file_paths(raw, Path(path).resolve().parent)
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if dotted in PATH_KEYS:
+            value = str(Path(value).expanduser().resolve())
+        _set_dotted(raw, dotted, value)
+    raw.setdefault("data", {})
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise UsageError(_describe(exc, path)) from exc
+    return config.resolved(Path.cwd())
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{path}: the config must be a mapping of keys to values, not {type(raw).__name__}")
+    return raw
+
+
+def _absolutize_file_paths(raw: dict[str, Any], folder: Path) -> None:
+    """Data paths written in a config file are relative to that file, whatever the cwd (``out`` stays
+    relative to the cwd: results go where the command runs)."""
+    data = raw.get("data")
+    if isinstance(data, dict):
+        for key in ("path", "annotations"):
+            if isinstance(data.get(key), str):
+                data[key] = str(folder / Path(data[key]).expanduser())
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = raw
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise UsageError(f"{'.'.join(parents)}: must be a mapping to set {dotted}")
+    node[leaf] = value
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    """The first validation error as one line: where, which key, why."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location) or "config"
+    where = f"{path}: " if path is not None else ""
+    if error["type"] == "extra_forbidden":
+        return f"{where}{key}: unknown key{_suggestion(location)}"
+    if error["type"] == "missing":
+        return f"{where}{key}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+    return f"{where}{key}: {message[0].lower()}{message[1:]}{shown}"
+
+
+def _suggestion(location: list[str]) -> str:
+    model: type[BaseModel] = RunConfig
+    for part in location[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1)
+    known = ", ".join(model.model_fields)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {known})"

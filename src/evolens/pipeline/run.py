@@ -1,0 +1,190 @@
+"""``evolens run``: data -> trace -> analyze -> (skip) -> (hallucination) -> report, resumable.
+
+Each stage declares the config sections its result depends on; their fingerprint is recorded in
+``OUT/run.json`` once the stage's output is complete (see ``record.py``). Run again with the same ``OUT``
+and finished stages are skipped, the trace continues where it stopped (finished samples are kept), and a
+stage whose settings changed is redone together with everything after it. Settings that change *what was
+traced* (model, data, trace) cannot change under an existing trace: that is a usage error unless
+``overwrite`` starts the folder over.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from evolens.errors import UsageError
+from evolens.io import atomic
+from evolens.pipeline.config import RunConfig
+from evolens.pipeline.record import RunLayout, RunRecord
+
+if TYPE_CHECKING:
+    from evolens.models import LoadedModel
+
+TRACE_IDENTITY = ("model", "dtype", "data", "trace")
+"""Config sections that define the traced samples; they may not change under an existing trace."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the run.
+
+    Attributes:
+        name: shown in progress lines and used as its key in run.json.
+        sections: config sections its result depends on (include those of every earlier stage it reads).
+        output: the file or folder it leaves in the run folder (a stage whose output was deleted is redone).
+        run: does the work; returns details recorded with the stage (counts, paths).
+        enabled: whether the config asks for it.
+    """
+
+    name: str
+    sections: tuple[str, ...]
+    output: Callable[[RunLayout], Path]
+    run: Callable[[RunContext], dict[str, Any]]
+    enabled: Callable[[RunConfig], bool] = lambda config: True
+
+
+@dataclass
+class RunContext:
+    """What stages share: the config, the folder layout, the console, and the model (loaded on first use)."""
+
+    config: RunConfig
+    layout: RunLayout
+    record: RunRecord
+    console: Console
+    quiet: bool = False
+
+    @cached_property
+    def model(self) -> LoadedModel:
+        """The ``LoadedModel`` of ``config.model`` (loaded once, only by stages that need it)."""
+        from evolens.models import load_model
+
+        self.say(f"loading model {self.config.model}")
+        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+
+    def say(self, message: str) -> None:
+        """A progress line on stderr, unless quiet."""
+        if not self.quiet:
+            self.console.print(f"[dim]evolens run:[/dim] {message}", soft_wrap=True)
+
+
+@dataclass
+class RunResult:
+    """What a finished run produced: the report path (None if disabled) and the inputs that failed."""
+
+    out: Path
+    report: Path | None
+    failures: list[dict[str, Any]]
+    stages_run: list[str]
+
+    @property
+    def exit_code(self) -> int:
+        """0 when everything finished, 1 when some inputs failed."""
+        return 1 if self.failures else 0
+
+
+def run_pipeline(
+    config: RunConfig,
+    overwrite: bool = False,
+    quiet: bool = False,
+    console: Console | None = None,
+) -> RunResult:
+    """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
+    from evolens.pipeline.stages import STAGES, read_failures
+
+    layout = RunLayout(config.out)
+    prepare_folder(layout, config, overwrite)
+    if quiet:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+    context = RunContext(
+        config=config,
+        layout=layout,
+        record=RunRecord(layout.record),
+        console=console or Console(stderr=True),
+        quiet=quiet,
+    )
+    stages_run = []
+    redo_rest = False
+    for stage in STAGES:
+        if not stage.enabled(config):
+            continue
+        fingerprint = config.fingerprint(*stage.sections)
+        finished = context.record.is_done(stage.name, fingerprint) and stage.output(layout).exists()
+        if not redo_rest and finished:
+            context.say(f"{stage.name}: already done")
+            continue
+        redo_rest = True  # a stage that runs again invalidates everything after it
+        context.record.forget(stage.name)
+        context.say(f"{stage.name} ...")
+        started = time.perf_counter()
+        details = stage.run(context)
+        context.record.mark_done(stage.name, fingerprint, **details)
+        context.say(f"{stage.name}: done in {time.perf_counter() - started:.1f} s")
+        stages_run.append(stage.name)
+    report = layout.report if config.report.enabled and layout.report.is_file() else None
+    return RunResult(layout.root, report, read_failures(layout), stages_run)
+
+
+def prepare_folder(layout: RunLayout, config: RunConfig, overwrite: bool) -> None:
+    """Start over (``overwrite``), or check that an existing run traced the same things; save the config."""
+    root = layout.root
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root}: exists and is not a folder")
+    is_run = layout.record.is_file() or layout.config.is_file()
+    if root.is_dir() and any(root.iterdir()) and not is_run:
+        raise UsageError(f"{root}: folder is not empty and holds no evolens run; choose another --out")
+    if overwrite and root.is_dir():
+        _remove_run_folder(root)
+    previous = _previous_config(layout)
+    if previous is not None:
+        changed = [key for key in TRACE_IDENTITY if previous.get(key) != config.to_dict()[key]]
+        if changed and layout.trace.exists():
+            detail = "; ".join(_changed_keys(previous, config.to_dict(), changed))
+            raise UsageError(
+                f"{root} holds a run traced with other settings ({detail}); "
+                "use --overwrite to start over or another --out"
+            )
+    atomic.sweep_temporaries(root)
+    RunRecord(layout.record).save()
+    atomic.write_text(layout.config, config.to_yaml())
+
+
+def _remove_run_folder(root: Path) -> None:
+    """Rename the folder aside in one step, then delete it: a kill mid-delete never leaves half a run."""
+    import tempfile
+
+    aside = Path(tempfile.mkdtemp(prefix=f"{atomic.TEMP_PREFIX}{root.name}.removed.", dir=root.parent))
+    root.replace(aside / root.name)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _previous_config(layout: RunLayout) -> dict[str, Any] | None:
+    if not layout.config.is_file():
+        return None
+    import yaml
+
+    value = yaml.safe_load(layout.config.read_text(encoding="utf-8"))
+    return value if isinstance(value, dict) else None
+
+
+def _changed_keys(old: dict[str, Any], new: dict[str, Any], sections: list[str]) -> list[str]:
+    """Dotted names of the leaves that differ within ``sections``."""
+    changed = []
+    for section in sections:
+        before, after = old.get(section), new.get(section)
+        if isinstance(before, dict) and isinstance(after, dict):
+            for key in sorted(set(before) | set(after)):
+                if before.get(key) != after.get(key):
+                    changed.append(f"{section}.{key}: {before.get(key)!r} -> {after.get(key)!r}")
+        else:
+            changed.append(f"{section}: {before!r} -> {after!r}")
+    return changed

@@ -1,1 +1,0 @@
-"""``evolens run``: data -> trace -> analyze -> experiments -> report, resumable, with a saved config."""

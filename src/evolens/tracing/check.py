@@ -1,0 +1,56 @@
+"""The trace engine's invariant, checked on every model family by ``evolens.verify``.
+
+Trace a short greedy generation, then generate again returning the model's own logits: the recorded
+last-layer lens must give the emitted tokens rank 0, their probabilities and the top-k must match the
+logits' softmax, and the streamed tokens must be the generated ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+
+from evolens.models.check import CheckResult
+from evolens.models.loaded import LoadedModel
+from evolens.tracing.tracer import Tracer, TraceSettings
+
+TOLERANCE = {torch.float32: 1e-4}
+"""Max abs difference of probabilities in fp32; half precision gets ``HALF_TOLERANCE``."""
+HALF_TOLERANCE = 2e-2
+
+
+def trace_matches_logits(
+    loaded: LoadedModel, image: Image.Image | None, prompt: str, steps: int
+) -> CheckResult:
+    """The max abs difference between the traced last-layer probabilities and softmax(logits); fails when
+    it exceeds the tolerance, the last layer's top-1 is not the emitted token, or the tokens differ."""
+    inputs = loaded.build_inputs([prompt], [image] if loaded.adapter.vision else None)
+    tracer = Tracer(loaded, TraceSettings(max_new_tokens=steps, top_k=3))
+    recorder = tracer.generate(inputs, ["check"])
+    metrics = recorder.metrics(0)
+    with torch.inference_mode():
+        output = loaded.model.generate(
+            **inputs,
+            **loaded.generation_kwargs(max_new_tokens=steps),
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    emitted = output.sequences[0, inputs["input_ids"].shape[1] :].tolist()
+    tokens = recorder.token_ids(0)
+    if emitted[: len(tokens)] != tokens:
+        return CheckResult.of(False, f"traced tokens {tokens} != generated {emitted[: len(tokens)]}")
+    if not (metrics["rank"][:, -1] == 0).all():
+        return CheckResult.of(
+            False, f"last-layer ranks of the emitted tokens: {metrics['rank'][:, -1].tolist()}"
+        )
+    probs = torch.softmax(torch.stack(output.logits)[: len(tokens), 0].float(), dim=-1).cpu()
+    expected_prob = probs[torch.arange(len(tokens)), torch.tensor(tokens)]
+    expected_top = probs.topk(metrics["topk_probs"].shape[-1], dim=-1).values
+    diff = max(
+        (torch.from_numpy(metrics["prob"][:, -1]) - expected_prob).abs().max().item(),
+        (torch.from_numpy(metrics["topk_probs"][:, -1]) - expected_top).abs().max().item(),
+    )
+    return CheckResult.within(diff, TOLERANCE.get(loaded.dtype, HALF_TOLERANCE))
+
+
+TRACE_CHECKS = {"trace_last_layer_is_logits": trace_matches_logits}

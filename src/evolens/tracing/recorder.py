@@ -1,0 +1,159 @@
+"""Per-row records of one traced batch: the metrics of every step until each row's end of sequence.
+
+``BatchRecorder.on_step`` is called once per generated step with the captured states (B, L+1, d) and the
+emitted tokens (B,). Rows that already emitted an end-of-sequence token are padding from then on and are
+not recorded. NaN or inf in a state stops the run with a ``NumericalError`` naming sample, step and layer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from evolens.errors import NumericalError, UsageError
+from evolens.tracing.engine import StepMetrics, StepMetricsEngine
+
+
+@dataclass(frozen=True)
+class HiddenSelection:
+    """Which hidden states a trace stores (fp16): steps and lens layers, None meaning all of them."""
+
+    steps: tuple[int, ...] | None = None
+    layers: tuple[int, ...] | None = None
+
+    @classmethod
+    def parse(cls, steps: str | None = None, layers: str | None = None) -> HiddenSelection:
+        """From specs like "all", "0-9", "0,5,10-12" (None or "all" = all)."""
+        return cls(_parse_indices(steps, "--hidden-steps"), _parse_indices(layers, "--hidden-layers"))
+
+    def to_dict(self) -> dict[str, list[int] | None]:
+        return {
+            "steps": None if self.steps is None else list(self.steps),
+            "layers": None if self.layers is None else list(self.layers),
+        }
+
+    def keeps_step(self, step: int) -> bool:
+        return self.steps is None or step in self.steps
+
+    def layer_index(self, n_lens_layers: int) -> list[int]:
+        """The kept lens layers that exist in a model with ``n_lens_layers`` (= L+1) of them."""
+        return (
+            list(range(n_lens_layers))
+            if self.layers is None
+            else [i for i in self.layers if i < n_lens_layers]
+        )
+
+
+def _parse_indices(spec: str | None, flag: str) -> tuple[int, ...] | None:
+    if spec is None or spec.strip().lower() == "all":
+        return None
+    indices: set[int] = set()
+    for part in spec.split(","):
+        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not match:
+            raise UsageError(f"{flag}: '{part}' is not an index or a range like 3-7")
+        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
+        if high < low:
+            raise UsageError(f"{flag}: empty range '{part}'")
+        indices.update(range(low, high + 1))
+    return tuple(sorted(indices))
+
+
+class BatchRecorder:
+    """Collects the step metrics (and chosen hidden states) of each row of one generation batch."""
+
+    def __init__(
+        self,
+        engine: StepMetricsEngine,
+        sample_ids: list[str],
+        eos_token_ids: list[int],
+        hidden: HiddenSelection | None = None,
+    ) -> None:
+        self.engine = engine
+        self.sample_ids = sample_ids
+        self.eos = torch.tensor(eos_token_ids or [-1])
+        self.hidden_selection = hidden
+        self.step = 0
+        self.active = torch.ones(len(sample_ids), dtype=torch.bool)
+        self._tokens: list[list[int]] = [[] for _ in sample_ids]
+        self._metrics: list[list[dict[str, np.ndarray | None]]] = [[] for _ in sample_ids]
+        self._hidden: list[list[tuple[int, torch.Tensor]]] = [[] for _ in sample_ids]
+        self._hidden_layers: list[int] | None = None
+
+    def on_step(self, states: torch.Tensor, tokens: torch.Tensor) -> None:
+        """Record one step: states (B, L+1, d) of the pass that emitted ``tokens`` (B,)."""
+        tokens = tokens.cpu()
+        rows = self.active.nonzero().flatten()
+        if len(rows):
+            row_states = states[rows.to(states.device)]
+            self._check_finite(row_states, rows)
+            metrics = self.engine(row_states, tokens[rows]).cpu()
+            self._store(rows, tokens[rows], metrics, row_states)
+            self.active[rows] &= ~torch.isin(tokens[rows], self.eos)
+        self.step += 1
+
+    def _check_finite(self, states: torch.Tensor, rows: torch.Tensor) -> None:
+        finite = torch.isfinite(states).all(-1)  # (G, L+1)
+        if bool(finite.all()):
+            return
+        position, layer = (~finite).nonzero()[0].tolist()
+        sample = self.sample_ids[int(rows[position])]
+        raise NumericalError(
+            f"NaN or inf in the hidden state of sample '{sample}' at step {self.step}, lens layer {layer} "
+            f"({'the embeddings' if layer == 0 else f'output of decoder layer {layer}'}); "
+            "the model overflows in this dtype: try --dtype bfloat16 or float32"
+        )
+
+    def _store(
+        self, rows: torch.Tensor, tokens: torch.Tensor, metrics: StepMetrics, states: torch.Tensor
+    ) -> None:
+        arrays = {f.name: _numpy(getattr(metrics, f.name)) for f in fields(metrics)}
+        keep = self.hidden_selection
+        layers = self._hidden_layers = None if keep is None else keep.layer_index(states.shape[1])
+        for position, row in enumerate(rows.tolist()):
+            self._tokens[row].append(int(tokens[position]))
+            self._metrics[row].append(
+                {name: None if a is None else a[position] for name, a in arrays.items()}
+            )
+            if keep is not None and keep.keeps_step(self.step):
+                state = states[position, layers].to("cpu", torch.float32)
+                self._hidden[row].append((self.step, state))
+
+    def check_matches(self, emitted: torch.Tensor) -> None:
+        """Every row's recorded tokens must be what ``generate`` returned, (B, T_new)."""
+        for row, tokens in enumerate(self._tokens):
+            returned = emitted[row, : len(tokens)].tolist()
+            if returned != tokens:
+                raise RuntimeError(f"streamed tokens {tokens} differ from generated {returned} (row {row})")
+
+    def token_ids(self, row: int) -> list[int]:
+        return list(self._tokens[row])
+
+    def metrics(self, row: int) -> dict[str, np.ndarray | None]:
+        """Each metric of one row stacked over its steps: (n_steps, ...)."""
+        steps = self._metrics[row]
+        return {
+            name: None if steps[0][name] is None else np.stack([s[name] for s in steps]) for name in steps[0]
+        }
+
+    def hidden(self, row: int) -> dict[str, torch.Tensor]:
+        """The kept states of one row: ``hidden`` (steps, layers, d) fp16 (fp32 where fp16 would overflow),
+        and the ``steps`` and ``layers`` (int32) they are; empty when none were kept."""
+        kept = self._hidden[row]
+        if not kept or self.hidden_selection is None:
+            return {}
+        states = torch.stack([state for _, state in kept])
+        fits = bool(states.abs().max() < torch.finfo(torch.float16).max)
+        return {
+            "hidden": states.half() if fits else states,
+            "steps": torch.tensor([step for step, _ in kept], dtype=torch.int32),
+            "layers": torch.tensor(self._hidden_layers, dtype=torch.int32),
+        }
+
+
+def _numpy(tensor: torch.Tensor | None) -> Any:
+    return None if tensor is None else tensor.numpy()

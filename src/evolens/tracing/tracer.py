@@ -1,0 +1,299 @@
+"""``evolens.trace``: generate on a dataset and record every layer's next-token distribution as metrics.
+
+The data path of one batch: samples -> left-padded inputs -> ``generate`` with ``LayerCapture`` hooks and a
+``TokenStreamer`` -> per step, ``StepMetricsEngine`` on the captured states and the emitted tokens ->
+``SampleRecord`` per sample -> ``TraceWriter`` part. A sample whose image cannot be read fails alone
+(failures.jsonl); NaN/inf in a layer's state stops the run with the sample, step and layer named.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from evolens.data.images import file_sha256, load_image
+from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
+from evolens.errors import InputError, UsageError
+from evolens.io.store import SampleRecord, TraceWriter, read_failures
+from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.models.load import load_model
+from evolens.models.loaded import LoadedModel
+from evolens.tracing.engine import StepMetricsEngine
+from evolens.tracing.lens import LensMode, check_lens_mode, logit_lens
+from evolens.tracing.recorder import BatchRecorder, HiddenSelection
+
+Progress = Callable[[int, int], None]
+"""Called as progress(done, total) after every batch."""
+
+
+@dataclass(frozen=True)
+class TraceSettings:
+    """Everything that decides the numbers of a trace (recorded in meta.json; a rerun must match).
+
+    Attributes:
+        lens: "normed" (default) or "raw".
+        max_new_tokens: generation budget per sample (>= 1).
+        top_k: top tokens kept per layer and step.
+        paper_js: also record the paper's "JS" on the raw lens (default: only with ``lens="raw"``, where it
+            is free; with the normed lens it costs a second unembedding of every layer).
+        do_sample, temperature, top_p: decoding; greedy by default.
+        seed: seeds sampling; each batch is seeded from it and its sample ids.
+        hidden: which hidden states to store (None = none).
+    """
+
+    lens: LensMode = "normed"
+    max_new_tokens: int = 64
+    top_k: int = 5
+    paper_js: bool = False
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    hidden: HiddenSelection | None = None
+
+    def __post_init__(self) -> None:
+        check_lens_mode(self.lens)
+        if self.max_new_tokens < 1:
+            raise UsageError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
+        if self.top_k < 1:
+            raise UsageError(f"top_k must be at least 1 (got {self.top_k})")
+        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
+            raise UsageError(
+                f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {self.temperature}, {self.top_p})"
+            )
+
+    def decoding(self) -> dict[str, Any]:
+        """The decoding settings as recorded in meta.json."""
+        sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
+        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, **sampling}
+
+
+@dataclass
+class TraceResult:
+    """What a ``trace`` call did: where, which samples it finished now, skipped, or failed."""
+
+    out: Path
+    traced: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def trace(
+    model: str | LoadedModel,
+    images: ImagesArgument = None,
+    prompt: str | Sequence[str] | None = None,
+    out: str | Path = "evolens-trace",
+    max_new_tokens: int = 64,
+    batch_size: int = 4,
+    lens: str = "normed",
+    keep_hidden: bool | HiddenSelection = False,
+    top_k: int = 5,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    paper_js: bool | None = None,
+    progress: bool | Progress = False,
+    device: str = "cpu",
+    dtype: str | None = None,
+) -> TraceResult:
+    """Trace generation on ``images`` x ``prompt`` and write the dataset to ``out`` (resumable).
+
+    ``images``: an image file, a folder, a JSONL manifest, a list of files or of ``Sample``, or None for
+    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and layers (fp16),
+    a ``HiddenSelection`` some of them. Other arguments: see ``TraceSettings``. ``device``/``dtype`` apply
+    when ``model`` is a name.
+    """
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+    hidden = HiddenSelection() if keep_hidden is True else (keep_hidden or None)
+    settings = TraceSettings(
+        lens=check_lens_mode(lens),
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        paper_js=(lens == "raw") if paper_js is None else paper_js,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        hidden=hidden,
+    )
+    samples = resolve_samples(images, prompt)
+    if isinstance(model, str):
+        model = load_model(model, device=device, dtype=dtype)
+    _check_inputs_fit(model, samples)
+    writer = TraceWriter.open(out, trace_meta(model, settings))
+    result = TraceResult(writer.directory)
+    todo = [s for s in samples if s.sample_id not in writer.finished]
+    result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
+    writer.forget_failures({s.sample_id for s in todo})
+    tracer = Tracer(model, settings)
+    with _progress_reporter(progress, len(todo)) as report:
+        done = 0
+        for batch in _batches(todo, batch_size):
+            records = tracer.trace_samples(batch, on_failure=writer.record_failure)
+            writer.write(records)
+            result.traced.extend(r.sample_id for r in records)
+            done += len(batch)
+            report(done, len(todo))
+    result.failures = [
+        f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
+    ]
+    return result
+
+
+class Tracer:
+    """Traces batches of samples on one model with one set of settings (the lens and buffers are reused)."""
+
+    def __init__(self, loaded: LoadedModel, settings: TraceSettings) -> None:
+        self.loaded = loaded
+        self.settings = settings
+        self.engine = StepMetricsEngine(
+            logit_lens(loaded.unembed, settings.lens), settings.top_k, settings.paper_js
+        )
+
+    def trace_samples(
+        self, samples: Sequence[Sample], on_failure: Callable[[str, str | None, str], None] | None = None
+    ) -> list[SampleRecord]:
+        """Trace one batch; samples whose image cannot be read are reported to ``on_failure`` and left out."""
+        readable: list[tuple[Sample, Image.Image | None]] = []
+        for sample in samples:
+            try:
+                readable.append((sample, None if sample.image is None else load_image(sample.image)))
+            except InputError as exc:
+                if on_failure is None:
+                    raise
+                on_failure(sample.sample_id, _path_text(sample.image), str(exc))
+        if not readable:
+            return []
+        chosen = [sample for sample, _ in readable]
+        images = [image for _, image in readable]
+        try:
+            inputs = self.loaded.build_inputs(
+                [s.prompt for s in chosen], images if any(i is not None for i in images) else None
+            )
+        except (InputError, ValueError) as exc:  # the processor refused an input: find which, alone
+            if len(chosen) > 1:
+                return [record for sample in chosen for record in self.trace_samples([sample], on_failure)]
+            if on_failure is None:
+                raise
+            on_failure(chosen[0].sample_id, _path_text(chosen[0].image), f"cannot build the input: {exc}")
+            return []
+        recorder = self.generate(inputs, [s.sample_id for s in chosen])
+        return [self._record(sample, recorder, row) for row, sample in enumerate(chosen)]
+
+    def generate(self, inputs: Any, sample_ids: list[str]) -> BatchRecorder:
+        """Run ``generate`` on one left-padded batch with the hooks on; returns the per-row records."""
+        settings = self.settings
+        recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, settings.hidden)
+        if settings.do_sample:
+            torch.manual_seed(_batch_seed(settings.seed, sample_ids))
+        with LayerCapture(self.loaded) as capture:
+            streamer = TokenStreamer(lambda tokens: recorder.on_step(capture.pop(), tokens))
+            emitted = self.loaded.generate(
+                inputs,
+                max_new_tokens=settings.max_new_tokens,
+                do_sample=settings.do_sample,
+                temperature=settings.temperature,
+                top_p=settings.top_p,
+                streamer=streamer,
+            )
+        recorder.check_matches(emitted)
+        return recorder
+
+    def _record(self, sample: Sample, recorder: BatchRecorder, row: int) -> SampleRecord:
+        token_ids = recorder.token_ids(row)
+        return SampleRecord(
+            sample_id=sample.sample_id,
+            image=_path_text(sample.image),
+            image_sha256=None if sample.image is None else file_sha256(sample.image),
+            prompt=sample.prompt,
+            text=self.loaded.decode(token_ids),
+            token_ids=token_ids,
+            tokens=self.loaded.token_strings(token_ids),
+            metrics=recorder.metrics(row),
+            ground_truth=sample.ground_truth,
+            hidden=recorder.hidden(row),
+        )
+
+
+def trace_meta(loaded: LoadedModel, settings: TraceSettings) -> dict[str, Any]:
+    """meta.json of a trace made with ``loaded`` and ``settings``."""
+    from evolens import __version__
+
+    return {
+        "model": loaded.name,
+        "revision": loaded.revision,
+        "family": loaded.adapter.family,
+        "dtype": str(loaded.dtype).removeprefix("torch."),
+        "lens": settings.lens,
+        "n_layers": loaded.n_layers,
+        "vocab_size": loaded.unembedding.weight.shape[0],
+        "top_k": settings.top_k,
+        "paper_js": settings.paper_js,
+        "decoding": settings.decoding(),
+        "seed": settings.seed,
+        "hidden": None if settings.hidden is None else settings.hidden.to_dict(),
+        "versions": {
+            "evolens": __version__,
+            "torch": torch.__version__,
+            "transformers": version("transformers"),
+        },
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _check_inputs_fit(loaded: LoadedModel, samples: list[Sample]) -> None:
+    if not loaded.adapter.vision and any(s.image is not None for s in samples):
+        raise UsageError(f"model '{loaded.name}' is text-only and takes no images; trace prompts alone")
+    ids = [s.sample_id for s in samples]
+    if len(set(ids)) != len(ids):
+        raise UsageError("sample ids are not unique")
+
+
+def _batches(samples: list[Sample], size: int) -> list[list[Sample]]:
+    """Consecutive batches of at most ``size``; rows with and without an image never share a batch."""
+    batches: list[list[Sample]] = []
+    for sample in samples:
+        last = batches[-1] if batches else None
+        if last is None or len(last) >= size or (last[0].image is None) != (sample.image is None):
+            batches.append([sample])
+        else:
+            last.append(sample)
+    return batches
+
+
+def _batch_seed(seed: int, sample_ids: list[str]) -> int:
+    """A seed that depends only on ``seed`` and which samples share the batch (reproducible on resume)."""
+    return (seed * 1_000_003 + zlib.crc32("\n".join(sample_ids).encode())) % 2**63
+
+
+def _path_text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+@contextlib.contextmanager
+def _progress_reporter(progress: bool | Progress, total: int) -> Iterator[Progress]:
+    """``progress`` itself when callable, a rich progress bar (on stderr) when True, else nothing."""
+    if callable(progress) or not progress:
+        yield progress if callable(progress) else (lambda done, total: None)
+        return
+    from rich.console import Console
+    from rich.progress import Progress as RichProgress
+
+    with RichProgress(console=Console(stderr=True)) as bar:
+        task = bar.add_task("tracing", total=total)
+        yield lambda done, total: bar.update(task, completed=done)
