@@ -141,10 +141,10 @@ def decode_command(
     """Greedy decoding vs layer-mix decoding: hallucination, accuracy, agreement and speed."""
     from transformers.utils import logging as hf_logging
 
+    from evolens.cli.inputs import experiment_samples
     from evolens.interventions.experiments import Condition, run_experiment
     from evolens.interventions.plan import LayerPlan, parse_layers
     from evolens.interventions.report import skip_table, write_skip_outputs
-    from evolens.interventions.samples import read_samples
     from evolens.models import load_model
 
     alphas = alpha or [0.5]
@@ -160,7 +160,9 @@ def decode_command(
     for condition in conditions[1:]:  # validate before generating anything
         LayerMixProcessor(loaded, mix_layers, condition.mix[1], top_k)  # type: ignore[index]
     out.mkdir(parents=True, exist_ok=True)
-    samples, failures = read_samples(images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision)
+    samples, failures = experiment_samples(
+        images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision
+    )
     summaries = run_experiment(loaded, samples, conditions, max_new_tokens, batch_size)
     settings = {
         "model": loaded.name,

@@ -14,11 +14,11 @@ import typer
 from rich.console import Console
 
 from evolens.cli import app
+from evolens.cli.inputs import experiment_samples
 from evolens.errors import UsageError
 from evolens.interventions.experiments import Condition, custom_conditions, run_experiment, stage_conditions
 from evolens.interventions.plan import LayerPlan
 from evolens.interventions.report import skip_table, write_skip_outputs
-from evolens.interventions.samples import read_samples
 
 Flag = typer.Option  # short alias so each option fits on one line
 
@@ -81,7 +81,9 @@ def skip_command(
     loaded = load_model(model, device=device, dtype=dtype)
     conditions, stages = build_conditions(loaded.n_layers, skip, plan, trace, seeds)
     out.mkdir(parents=True, exist_ok=True)
-    samples, failures = read_samples(images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision)
+    samples, failures = experiment_samples(
+        images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision
+    )
     console = Console(stderr=True)
     for condition in conditions:
         console.print(f"{condition.name}: {condition.plan.describe()}")

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from evolens.interventions.experiments import ConditionSummary, Prompted
+from evolens.data.resolve import Sample
+from evolens.interventions.experiments import ConditionSummary
 
 SCHEMA = "evolens.skip/1"
 
@@ -22,7 +23,7 @@ def _number(value: float) -> float | None:
 
 def skip_record(
     summaries: Sequence[ConditionSummary],
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     settings: dict[str, Any],
     stages: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -70,7 +71,7 @@ def skip_record(
 def write_skip_outputs(
     out: Path,
     summaries: Sequence[ConditionSummary],
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     settings: dict[str, Any],
     stages: dict[str, Any] | None = None,
     stem: str = "skip",

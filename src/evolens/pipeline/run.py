@@ -12,67 +12,18 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
 from evolens.errors import UsageError
 from evolens.io import atomic
 from evolens.pipeline.config import RunConfig
+from evolens.pipeline.context import TRACE_IDENTITY, RunContext
 from evolens.pipeline.record import RunLayout, RunRecord
-
-if TYPE_CHECKING:
-    from evolens.models import LoadedModel
-
-TRACE_IDENTITY = ("model", "dtype", "data", "trace")
-"""Config sections that define the traced samples; they may not change under an existing trace."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the run.
-
-    Attributes:
-        name: shown in progress lines and used as its key in run.json.
-        sections: config sections its result depends on (include those of every earlier stage it reads).
-        output: the file or folder it leaves in the run folder (a stage whose output was deleted is redone).
-        run: does the work; returns details recorded with the stage (counts, paths).
-        enabled: whether the config asks for it.
-    """
-
-    name: str
-    sections: tuple[str, ...]
-    output: Callable[[RunLayout], Path]
-    run: Callable[[RunContext], dict[str, Any]]
-    enabled: Callable[[RunConfig], bool] = lambda config: True
-
-
-@dataclass
-class RunContext:
-    """What stages share: the config, the folder layout, the console, and the model (loaded on first use)."""
-
-    config: RunConfig
-    layout: RunLayout
-    record: RunRecord
-    console: Console
-    quiet: bool = False
-
-    @cached_property
-    def model(self) -> LoadedModel:
-        """The ``LoadedModel`` of ``config.model`` (loaded once, only by stages that need it)."""
-        from evolens.models import load_model
-
-        self.say(f"loading model {self.config.model}")
-        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
-
-    def say(self, message: str) -> None:
-        """A progress line on stderr, unless quiet."""
-        if not self.quiet:
-            self.console.print(f"[dim]evolens run:[/dim] {message}", soft_wrap=True)
+from evolens.pipeline.stages import STAGES, read_failures
 
 
 @dataclass
@@ -97,8 +48,6 @@ def run_pipeline(
     console: Console | None = None,
 ) -> RunResult:
     """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
-    from evolens.pipeline.stages import STAGES, read_failures
-
     layout = RunLayout(config.out)
     prepare_folder(layout, config, overwrite)
     if quiet:

@@ -109,13 +109,14 @@ def trace(
     progress: bool | Progress = False,
     device: str = "cpu",
     dtype: str | None = None,
+    limit: int | None = None,
 ) -> TraceResult:
     """Trace generation on ``images`` x ``prompt`` and write the dataset to ``out`` (resumable).
 
     ``images``: an image file, a folder, a JSONL manifest, a list of files or of ``Sample``, or None for
-    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and layers (fp16),
-    a ``HiddenSelection`` some of them. Other arguments: see ``TraceSettings``. ``device``/``dtype`` apply
-    when ``model`` is a name.
+    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and
+    layers (fp16), a ``HiddenSelection`` some of them. ``limit``: trace at most this many inputs. Other
+    arguments: see ``TraceSettings``. ``device``/``dtype`` apply when ``model`` is a name.
     """
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
@@ -131,7 +132,7 @@ def trace(
         seed=seed,
         hidden=hidden,
     )
-    samples = resolve_samples(images, prompt)
+    samples = resolve_samples(images, prompt, limit=limit)
     if isinstance(model, str):
         model = load_model(model, device=device, dtype=dtype)
     _check_inputs_fit(model, samples)
