@@ -123,3 +123,42 @@ def test_page_is_self_contained_and_its_data_parses(data: dict) -> None:
     payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
     assert payload is not None
     assert json.loads(payload.group(1)) == json.loads(json.dumps(data))
+
+
+def test_curves_are_the_analysis_numbers_not_a_second_bootstrap(
+    synthetic: dict[str, Path], tmp_path: Path
+) -> None:
+    """Defect: the report re-ran the bootstrap with its own seed and n_boot, so it could disagree with
+    summary.json. Its curves must be summary.json's per-layer statistics, whatever those were."""
+    from evolens.io.trace import load_trace
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
+    from evolens.report.sections import layer_curves
+
+    analyze(synthetic["trace"], tmp_path, AnalyzeOptions(figures=False, features=False, n_boot=37, seed=5))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    curves = collect(ReportInputs(trace_dir=synthetic["trace"], analysis_dir=tmp_path))["curves"]
+    for curve in curves:
+        statistics = summary["distribution"][curve["key"]]
+        assert curve["layers"] == statistics["layers"], curve["key"]
+        for bound in ("mean", "low", "high"):
+            assert curve[bound] == statistics["all"][bound], (curve["key"], bound)
+    summary["distribution"]["prob"]["all"]["low"][0] = -1.0
+    doctored = layer_curves(load_trace(synthetic["trace"]), summary)
+    assert next(c for c in doctored if c["key"] == "prob")["low"][0] == -1.0
+
+
+def test_embedded_data_cannot_end_or_comment_out_the_script() -> None:
+    """Defect: a prompt with ``<!--`` (or a model writing HTML) blanked report.html."""
+    from evolens.report.build import script_json
+
+    hostile = [
+        "<!-- <script>",
+        "</script><script>alert(1)</script>",
+        "<![CDATA[ ]]>",
+        "a\u2028b\u2029c",
+        "x & y",
+    ]
+    text = script_json({"texts": hostile, "n": float("nan")})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == {"texts": hostile, "n": None}

@@ -24,7 +24,7 @@ def compare_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed.")] = 0,
 ) -> None:
     """Overlay JSD, emitted-token probability, entropy and KL-to-last curves (95% bands) of the traces."""
-    from evolens.analysis.compare import compare_traces
+    from evolens.pipeline.compare import compare_traces
 
     if len(traces) < 2:
         raise UsageError("compare needs at least two trace directories")

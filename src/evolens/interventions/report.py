@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from evolens.data.resolve import Sample
 from evolens.interventions.experiments import ConditionSummary
+from evolens.io.atomic import write_json
 
 SCHEMA = "evolens.skip/1"
 
@@ -86,9 +86,7 @@ def write_skip_outputs(
 
 def write_skip_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically (a temporary file renamed into place)."""
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_json(path, record)
 
 
 def _interval(stat: dict[str, Any], percent: bool = True) -> str:

@@ -12,16 +12,18 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from evolens.errors import InputError, StorageError, UsageError
-from evolens.io.atomic import read_json, sweep_temporaries, write_bytes, write_json
+from evolens.io.atomic import json_line, json_text, read_json, sweep_temporaries, write_bytes, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 PART = re.compile(r"^part-(\d+)\.parquet$")
 FLOAT_LIST = pa.list_(pa.float32())
@@ -140,10 +142,10 @@ class TraceWriter:
 
     def record_failure(self, sample_id: str, image: str | None, error: str) -> None:
         """Append one failed input to failures.jsonl."""
-        line = json.dumps({"sample_id": sample_id, "image": image, "error": error}, ensure_ascii=False)
+        line = json_line({"sample_id": sample_id, "image": image, "error": error})
         try:
             with open(self.directory / "failures.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+                handle.write(line)
         except OSError as exc:
             raise StorageError(
                 f"cannot write {self.directory / 'failures.jsonl'}: {exc.strerror or exc}"
@@ -155,7 +157,7 @@ class TraceWriter:
         if not path.exists():
             return
         kept = [line for line in read_failures(self.directory) if line.get("sample_id") not in sample_ids]
-        write_bytes(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept).encode())
+        write_bytes(path, "".join(json_line(line) for line in kept).encode())
 
     def _write_hidden(self, record: SampleRecord) -> None:
         from safetensors.torch import save
@@ -237,7 +239,9 @@ def _samples_table(records: list[SampleRecord]) -> pa.Table:
         "text": [r.text for r in records],
         "token_ids": [r.token_ids for r in records],
         "n_steps": [len(r.token_ids) for r in records],
-        "ground_truth": [None if r.ground_truth is None else json.dumps(r.ground_truth) for r in records],
+        "ground_truth": [
+            None if r.ground_truth is None else json_text(r.ground_truth, indent=None) for r in records
+        ],
     }
     return pa.table(columns, schema=SAMPLES_SCHEMA)
 

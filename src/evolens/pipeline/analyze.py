@@ -24,9 +24,10 @@ from evolens.analysis.stage_stats import (
     threshold_stability,
 )
 from evolens.analysis.stages import StageConfig, StageResult, detect_stages
-from evolens.analysis.summary import build_summary, write_json
+from evolens.analysis.summary import build_summary
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.errors import UsageError
+from evolens.io.atomic import write_json
 from evolens.io.trace import Trace, load_trace
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import plot_heatmap
@@ -158,9 +159,9 @@ def _single_token_figures(
         suffix = f"_p{index + 1}" if len(pages) > 1 else ""
         written += save_figure(plot_heatmap(page, stages), out, f"heatmap_{name}{suffix}")
     grid_pages = lens_grid(trace, sample_id, options.steps, strings).pages(options.steps_per_page)
-    for index, page in enumerate(grid_pages):
+    for index, grid_page in enumerate(grid_pages):
         suffix = f"_p{index + 1}" if len(grid_pages) > 1 else ""
-        written += save_figure(plot_lens_grid(page, stages), out, f"lens_grid_{name}{suffix}")
+        written += save_figure(plot_lens_grid(grid_page, stages), out, f"lens_grid_{name}{suffix}")
     late_from = max(stages.critical_layer or 0, trace.n_layers // 2)
     for row in rows:
         curves = candidate_curves(trace, row, late_from=late_from, strings=strings)

@@ -8,7 +8,6 @@ filled in, paths absolute) is saved with the results as ``OUT/config.yaml``.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from evolens.data.config import DataConfig, Section, validation_message
 from evolens.errors import UsageError
+from evolens.io.atomic import json_text
 
 PATH_KEYS = ("out", "data.path", "data.annotations")
 
@@ -128,7 +128,7 @@ class RunConfig(Section):
     def fingerprint(self, *sections: str) -> str:
         """SHA-256 of the named top-level keys' values: equal fingerprints mean the same work."""
         values = {name: self.to_dict()[name] for name in sections}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json_text(values, indent=None).encode()).hexdigest()
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:

@@ -50,10 +50,6 @@ def run_pipeline(
     """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
     layout = RunLayout(config.out)
     prepare_folder(layout, config, overwrite)
-    if quiet:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
     context = RunContext(
         config=config,
         layout=layout,

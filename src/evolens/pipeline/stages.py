@@ -54,7 +54,7 @@ def trace_stage(context: RunContext) -> dict[str, Any]:
         batch_size=settings.batch_size,
         lens=settings.lens,
         top_k=settings.top_k,
-        keep_hidden=settings.keep_hidden,
+        keep_hidden=bool(settings.keep_hidden),
         do_sample=settings.do_sample,
         temperature=settings.temperature,
         seed=settings.seed,

@@ -45,7 +45,8 @@ def plot_feature_map(
                 for index, sample_id in enumerate(samples):
                     mask = in_stage & (rows["sample_id"].to_numpy() == sample_id)
                     axes.scatter(
-                        *coordinates[mask].T,
+                        coordinates[mask, 0],
+                        coordinates[mask, 1],
                         s=28,
                         alpha=0.8,
                         color=STAGE_COLORS[stage.name],
@@ -54,7 +55,8 @@ def plot_feature_map(
                     )
             else:
                 axes.scatter(
-                    *coordinates[in_stage].T,
+                    coordinates[in_stage, 0],
+                    coordinates[in_stage, 1],
                     s=14,
                     alpha=0.7,
                     color=STAGE_COLORS[stage.name],

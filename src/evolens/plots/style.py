@@ -51,7 +51,7 @@ _MATH = re.compile(r"([$])")
 @contextmanager
 def figure_style() -> Iterator[None]:
     """Apply evolens' rc settings while a figure is built and saved."""
-    with mpl.rc_context(RC), warnings.catch_warnings():
+    with mpl.rc_context(RC), warnings.catch_warnings():  # type: ignore[arg-type]
         warnings.filterwarnings("ignore", message="Glyph .* missing")
         yield
 

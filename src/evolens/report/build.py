@@ -7,7 +7,6 @@ package; ``build_report`` does both and writes the file atomically.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -68,7 +67,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "run": run_summary(trace.meta, inputs.run, n_samples=len(trace.samples), n_tokens=trace.n_tokens),
         "n_layers": trace.n_layers,
         "stages": stages_section(summary, trace.n_layers),
-        "curves": layer_curves(trace),
+        "curves": layer_curves(trace, summary),
         "samples": samples,
         "n_samples_total": len(trace.samples),
         "vocab": {str(i): strings(i) for i in sorted(vocab)},
@@ -111,8 +110,7 @@ def render(data: dict[str, Any]) -> str:
     from plotly.offline import get_plotlyjs
 
     package = resources.files("evolens.report")
-    # "</" inside inline JSON would end the <script> element early
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    payload = script_json(data)
     parts = {
         "TITLE": _escape_html(str(data["title"])),
         "CSS": package.joinpath("report.css").read_text(encoding="utf-8"),
@@ -122,6 +120,16 @@ def render(data: dict[str, Any]) -> str:
     }
     template = package.joinpath("template.html").read_text(encoding="utf-8")
     return PLACEHOLDER.sub(lambda match: parts[match.group(1)], template)
+
+
+SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside an inline ``<script>``: no text can end the element or open a
+    comment or CDATA section, because every ``<``, ``>`` and ``&`` is written as a \\u escape (the value
+    parses back unchanged); U+2028/U+2029 are escaped as well."""
+    return atomic.json_text(data, indent=None, sort_keys=False).translate(SCRIPT_ESCAPES)
 
 
 def build_report(inputs: ReportInputs, out: Path) -> Path:

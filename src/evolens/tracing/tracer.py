@@ -242,7 +242,7 @@ def trace_meta(loaded: LoadedModel, settings: TraceSettings) -> dict[str, Any]:
         "dtype": str(loaded.dtype).removeprefix("torch."),
         "lens": settings.lens,
         "n_layers": loaded.n_layers,
-        "vocab_size": loaded.unembedding.weight.shape[0],
+        "vocab_size": loaded.unembed.vocab_size,
         "top_k": settings.top_k,
         "paper_js": settings.paper_js,
         "decoding": settings.decoding(),

@@ -13,6 +13,7 @@ from typing import Any
 from evolens.data.images import find_images
 from evolens.data.rows import DataRow, pair_with_prompts, safe_id, select, unique_ids
 from evolens.errors import InputError, UsageError
+from evolens.io.atomic import json_line
 
 
 def image_rows(
@@ -76,4 +77,4 @@ def read_manifest(path: Path) -> list[dict[str, Any]]:
 
 def manifest_text(rows: list[DataRow]) -> str:
     """``rows`` as JSONL (absolute image paths, so the manifest is valid from any folder)."""
-    return "".join(json.dumps(row.to_manifest(), ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+    return "".join(json_line(row.to_manifest()) for row in rows)

@@ -1,4 +1,4 @@
-"""Several traces side by side: per-layer statistics and stages of each, one overlaid figure."""
+"""``evolens compare``: traces side by side, per-layer statistics and stages of each, one overlaid figure."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.stages import StageConfig, detect_stages
-from evolens.analysis.summary import write_json
 from evolens.errors import UsageError
+from evolens.io.atomic import write_json
 from evolens.io.trace import load_trace
 from evolens.plots.layer_curves import plot_comparison
 from evolens.plots.style import save_figure
