@@ -58,8 +58,8 @@ def main() -> None:
         try:
             load_before = os.getloadavg()
             runs: dict[tuple[str, str], list[tuple[float, float]]] = {}
-            for name, args in CASES.items():  # warm the file cache once per case and source
-                for label, source in sources.items():
+            for args in CASES.values():  # warm the file cache once per case and source
+                for source in sources.values():
                     timed(args, source)
             for _ in range(options.repeats):
                 for name, args in CASES.items():
