@@ -24,7 +24,7 @@ from PIL import Image
 
 from evolens.data.config import DataConfig, data_config
 from evolens.data.images import load_image
-from evolens.data.rows import DataRow, pair_with_prompts, prompt_tag, safe_id, select, unique_ids
+from evolens.data.rows import DataRow, pair_with_prompts, prompt_tag, select, unique_ids
 from evolens.data.sources import load_rows
 from evolens.errors import EvolensError, UsageError
 
@@ -67,7 +67,7 @@ def resolve_samples(
         raise UsageError("give a prompt (--prompt) to ask about the images")
     # Listed files become samples even when missing: they then fail alone, recorded in failures.jsonl.
     paths = select([Path(item) for item in items], limit, shuffle, seed)  # type: ignore[arg-type]
-    return unique_ids([row for path in paths for row in pair_with_prompts(safe_id(path.stem), path, prompts)])
+    return unique_ids([row for path in paths for row in pair_with_prompts(path.stem, path, prompts)])
 
 
 def open_images(

@@ -8,6 +8,7 @@ is an orphan that the next run removes. A crash therefore loses at most the samp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 PART = re.compile(r"^part-(\d+)\.parquet$")
+SAFE_STEM = re.compile(r"[A-Za-z0-9._-]{1,120}")
 FLOAT_LIST = pa.list_(pa.float32())
 INT_LIST = pa.list_(pa.int32())
 
@@ -39,6 +41,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("token_ids", INT_LIST),
         ("n_steps", pa.int32()),
         ("ground_truth", pa.string()),
+        ("group", pa.string()),
     ]
 )
 PER_LAYER_FLOAT = ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js")
@@ -82,6 +85,7 @@ class SampleRecord:
     ground_truth: dict[str, Any] | None = None
     image_sha256: str | None = None
     hidden: dict[str, torch.Tensor] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass
@@ -163,7 +167,21 @@ class TraceWriter:
         from safetensors.torch import save
 
         data = save({name: tensor.contiguous() for name, tensor in record.hidden.items()})
-        write_bytes(self.directory / "hidden" / f"{record.sample_id}.safetensors", data)
+        write_bytes(hidden_path(self.directory, record.sample_id), data)
+
+
+def file_stem(sample_id: str) -> str:
+    """A file name for a sample: the id itself when it is file-safe (letters, digits, '.', '_', '-'; no
+    leading dot), else its safe characters and a hash of the whole id, so different ids never collide."""
+    if SAFE_STEM.fullmatch(sample_id) and not sample_id.startswith("."):
+        return sample_id
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id).strip("._")[:80] or "sample"
+    return f"{cleaned}-{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def hidden_path(directory: str | Path, sample_id: str) -> Path:
+    """Where a trace keeps one sample's hidden states."""
+    return Path(directory) / "hidden" / f"{file_stem(sample_id)}.safetensors"
 
 
 def finished_sample_ids(directory: str | Path) -> set[str]:
@@ -198,7 +216,10 @@ def read_trace(directory: str | Path) -> TraceTables:
 def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
     paths = sorted(folder.glob("part-*.parquet"))
     tables = [pq.read_table(path) for path in paths]
-    return pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+    if not tables:
+        return schema.empty_table().to_pandas()
+    # parts written by an earlier evolens may lack a newer column (e.g. "group"): it reads as null there
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def _part_numbers(folder: Path) -> set[int]:
@@ -242,6 +263,7 @@ def _samples_table(records: list[SampleRecord]) -> pa.Table:
         "ground_truth": [
             None if r.ground_truth is None else json_text(r.ground_truth, indent=None) for r in records
         ],
+        "group": [r.group for r in records],
     }
     return pa.table(columns, schema=SAMPLES_SCHEMA)
 

@@ -6,7 +6,6 @@ figures -> feature maps -> summary.json. Nothing here needs the model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from evolens.analysis.summary import build_summary
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.errors import UsageError
 from evolens.io.atomic import write_json
+from evolens.io.store import file_stem, hidden_path
 from evolens.io.trace import Trace, load_trace
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import plot_heatmap
@@ -91,10 +91,6 @@ class AnalysisResult:
     notes: list[str]
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60] or "sample"
-
-
 def analyze(
     trace_dir: str | Path, out_dir: str | Path | None = None, options: AnalyzeOptions | None = None
 ) -> AnalysisResult:
@@ -151,7 +147,7 @@ def _single_token_figures(
     strings: TokenStrings,
     out: Path,
 ) -> list[Path]:
-    name = safe_name(sample_id)
+    name = file_stem(sample_id)
     written: list[Path] = []
     heatmap = heatmap_data(trace, sample_id, options.metric, options.normalization, options.steps)  # type: ignore[arg-type]
     pages = heatmap.pages(options.rows_per_page)
@@ -195,7 +191,7 @@ def _feature_figures(
 ) -> dict:
     """Feature maps (a) per chosen sample and (b) per prompt asked of several images; their JSON files."""
     info: dict = {"single": {}, "answer": []}
-    with_hidden = [s for s in trace.sample_ids if (trace.directory / "hidden" / f"{s}.safetensors").exists()]
+    with_hidden = [s for s in trace.sample_ids if hidden_path(trace.directory, s).exists()]
     if not with_hidden:
         notes.append("no hidden states stored (trace with --keep-hidden): feature maps skipped")
         return info
@@ -203,7 +199,7 @@ def _feature_figures(
         points = feat.single_sample_points(trace, sample_id, max_steps=options.max_feature_steps)
         for method in options.projections:
             xy = feat.embed_2d(points.states, method, options.seed)  # type: ignore[arg-type]
-            name = f"features_{safe_name(sample_id)}_{method}"
+            name = f"features_{file_stem(sample_id)}_{method}"
             title = f"{sample_id}: every generated token, layers 1-{trace.n_layers}"
             figures += save_figure(plot_feature_map(xy, points.rows, stages, method, title=title), out, name)
             write_json(

@@ -228,6 +228,7 @@ class Tracer:
             metrics=recorder.metrics(row),
             ground_truth=sample.ground_truth,
             hidden=recorder.hidden(row),
+            group=sample.group,
         )
 
 
