@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from evolens.errors import InputError, StorageError, UsageError
@@ -143,6 +144,43 @@ class TraceWriter:
         write_bytes(self.directory / "samples" / name, samples_bytes)
         self._next_part += 1
         self.finished.update(record.sample_id for record in records)
+
+    def finished_inputs(self) -> dict[str, tuple[str, str | None]]:
+        """Each finished sample's (prompt, image_sha256) as traced: what tells a changed input apart."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for path in sorted((self.directory / "samples").glob("part-*.parquet")):
+            table = pq.read_table(path, columns=["sample_id", "prompt", "image_sha256"]).to_pydict()
+            for sample_id, prompt, sha in zip(
+                table["sample_id"], table["prompt"], table["image_sha256"], strict=True
+            ):
+                found[sample_id] = (prompt, sha)
+        return found
+
+    def remove(self, sample_ids: set[str]) -> list[str]:
+        """Take finished samples out of the trace (their inputs changed or left); returns those removed.
+
+        Each part holding one is rewritten without it, the samples part first: a kill in between leaves
+        steps rows without a sample, which readers ignore and the next removal drops.
+        """
+        removed = sorted(self.finished & set(sample_ids))
+        if not removed:
+            return []
+        for number in sorted(
+            _part_numbers(self.directory / "samples") | _part_numbers(self.directory / "steps")
+        ):
+            name = f"part-{number:05d}.parquet"
+            for sub in ("samples", "steps"):
+                path = self.directory / sub / name
+                if not path.exists():
+                    continue
+                table = pq.read_table(path)
+                keep = pc.invert(pc.is_in(table.column("sample_id"), pa.array(removed)))
+                if not pc.all(keep).as_py():
+                    write_bytes(path, _parquet_bytes(table.filter(keep)))
+        for sample_id in removed:
+            hidden_path(self.directory, sample_id).unlink(missing_ok=True)
+        self.finished.difference_update(removed)
+        return removed
 
     def record_failure(self, sample_id: str, image: str | None, error: str) -> None:
         """Append one failed input to failures.jsonl."""

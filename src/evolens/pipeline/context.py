@@ -30,6 +30,8 @@ class Stage:
         output: the file or folder it leaves in the run folder (a stage whose output was deleted is redone).
         run: does the work; returns details recorded with the stage (counts, paths).
         enabled: whether the config asks for it.
+        always: runs on every invocation (the data stage: it is cheap and finds inputs that were added,
+            removed or changed since the last run, which the later stages' fingerprints then include).
     """
 
     name: str
@@ -37,6 +39,7 @@ class Stage:
     output: Callable[[RunLayout], Path]
     run: Callable[[RunContext], dict[str, Any]]
     enabled: Callable[[RunConfig], bool] = lambda config: True
+    always: bool = False
 
 
 @dataclass

@@ -18,10 +18,12 @@ from typing import Any
 
 from rich.console import Console
 
-from evolens.errors import UsageError
+from evolens.data.sources import read_manifest
+from evolens.errors import EvolensError, UsageError
 from evolens.io import atomic
 from evolens.pipeline.config import RunConfig
-from evolens.pipeline.context import TRACE_IDENTITY, RunContext
+from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
+from evolens.pipeline.inputs import digest
 from evolens.pipeline.record import RunLayout, RunRecord
 from evolens.pipeline.stages import STAGES, read_failures
 
@@ -49,6 +51,7 @@ def run_pipeline(
 ) -> RunResult:
     """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
     layout = RunLayout(config.out)
+    new_folder = not layout.root.exists()
     prepare_folder(layout, config, overwrite)
     context = RunContext(
         config=config,
@@ -57,26 +60,58 @@ def run_pipeline(
         console=console or Console(stderr=True),
         quiet=quiet,
     )
+    try:
+        stages_run = _run_stages(context)
+    except EvolensError:
+        if new_folder and not layout.trace.exists():  # nothing worth keeping: leave no empty run behind
+            _remove_run_folder(layout.root)
+        raise
+    report = layout.report if config.report.enabled and layout.report.is_file() else None
+    return RunResult(layout.root, report, read_failures(layout), stages_run)
+
+
+def _run_stages(context: RunContext) -> list[str]:
+    """Run every enabled stage whose fingerprint (its config sections and the inputs) is not recorded as
+    done; a stage that runs again invalidates everything after it."""
+    config, layout = context.config, context.layout
     stages_run = []
     redo_rest = False
     for stage in STAGES:
         if not stage.enabled(config):
             continue
-        fingerprint = config.fingerprint(*stage.sections)
+        if stage.always:
+            details = _timed(context, stage)
+            fingerprint = config.fingerprint(*stage.sections)
+            if details.get("changes") or not context.record.is_done(stage.name, fingerprint):
+                context.record.mark_done(stage.name, fingerprint, **details)
+            continue
+        fingerprint = f"{config.fingerprint(*stage.sections)}:{inputs_digest(layout)}"
         finished = context.record.is_done(stage.name, fingerprint) and stage.output(layout).exists()
         if not redo_rest and finished:
-            context.say(f"{stage.name}: already done")
+            context.say(f"{stage.name}: already done (same settings, same inputs)")
             continue
-        redo_rest = True  # a stage that runs again invalidates everything after it
+        redo_rest = True
         context.record.forget(stage.name)
-        context.say(f"{stage.name} ...")
-        started = time.perf_counter()
-        details = stage.run(context)
+        details = _timed(context, stage)
         context.record.mark_done(stage.name, fingerprint, **details)
-        context.say(f"{stage.name}: done in {time.perf_counter() - started:.1f} s")
         stages_run.append(stage.name)
-    report = layout.report if config.report.enabled and layout.report.is_file() else None
-    return RunResult(layout.root, report, read_failures(layout), stages_run)
+    return stages_run
+
+
+def _timed(context: RunContext, stage: Stage) -> dict[str, Any]:
+    """Run one stage with a start and an end line; its details gain ``seconds``."""
+    context.say(f"{stage.name} ...")
+    started = time.perf_counter()
+    details = stage.run(context)
+    seconds = time.perf_counter() - started
+    context.say(f"{stage.name}: done in {seconds:.1f} s")
+    return {**details, "seconds": round(seconds, 3)}
+
+
+def inputs_digest(layout: RunLayout) -> str:
+    """The digest of the run's inputs (ids, images by SHA-256, prompts, ground truth): it changes when an
+    input is added, removed or edited, so every stage after the data stage runs again."""
+    return digest(read_manifest(layout.manifest)) if layout.manifest.is_file() else ""
 
 
 def prepare_folder(layout: RunLayout, config: RunConfig, overwrite: bool) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import evolens
 from evolens.analysis import detect_stages
 from evolens.data.resolve import Sample, open_images, resolve_samples
-from evolens.data.sources import load_rows, manifest_text, read_manifest
+from evolens.data.sources import load_rows, read_manifest
 from evolens.errors import EvolensError, InputError
 from evolens.eval.trace_metrics import write_hallucination
 from evolens.interventions.experiments import custom_conditions, run_experiment, stage_conditions
@@ -28,6 +28,7 @@ from evolens.io.store import read_failures as read_trace_failures
 from evolens.io.trace import load_trace
 from evolens.pipeline.analyze import AnalyzeOptions, analyze
 from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
+from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
 from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
 from evolens.tracing.tracer import trace
@@ -36,11 +37,23 @@ ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "report")
 
 
 def data_stage(context: RunContext) -> dict[str, Any]:
-    """Select the samples and write them as the run's manifest."""
-    rows = load_rows(context.config.data, context.layout.root / "data")
-    atomic.write_text(context.layout.manifest, manifest_text(rows))
+    """Select the samples (with each image's SHA-256), say what changed since the last run, and write them
+    as the run's manifest."""
+    layout = context.layout
+    rows = load_rows(context.config.data, layout.root / "data")
+    lines = manifest_lines(rows, layout.root / "data" / "file_hashes.json")
+    previous = (
+        [without_line_numbers(line) for line in read_manifest(layout.manifest)]
+        if layout.manifest.is_file()
+        else None
+    )
+    changes = compare(previous, lines) if previous is not None else None
+    if previous != lines:  # new inputs, or the same ones at new paths (a moved run folder)
+        atomic.write_jsonl(layout.manifest, lines)
     context.say(f"data: {len(rows)} samples ({describe_data(context)})")
-    return {"samples": len(rows)}
+    if changes:
+        context.say(f"data: since the last run: {changes.describe()}; the stages after this one run again")
+    return {"samples": len(rows), **({"changes": changes.to_dict()} if changes else {})}
 
 
 def trace_stage(context: RunContext) -> dict[str, Any]:
@@ -59,13 +72,18 @@ def trace_stage(context: RunContext) -> dict[str, Any]:
         temperature=settings.temperature,
         seed=settings.seed,
         progress=not context.quiet,
+        exclusive=True,
     )
     finished = finished_sample_ids(context.layout.trace)
     failures = read_trace_failures(context.layout.trace)
     if not finished:
         first = f"; first: {failures[0].get('error')}" if failures else ""
         raise InputError(f"every input failed ({len(failures)}){first}")
-    context.say(f"trace: {len(result.traced)} traced now, {len(result.skipped)} already done")
+    retraced = f" ({len(result.retraced)} because their input changed)" if result.retraced else ""
+    removed = f", {len(result.removed)} removed (no longer in the inputs)" if result.removed else ""
+    context.say(
+        f"trace: {len(result.traced)} traced now{retraced}, {len(result.skipped)} already done{removed}"
+    )
     return {"samples": len(finished), "failed": len(failures)}
 
 
@@ -156,7 +174,7 @@ def report_stage(context: RunContext) -> dict[str, Any]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", ("data",), lambda out: out.manifest, data_stage),
+    Stage("data", ("data",), lambda out: out.manifest, data_stage, always=True),
     Stage("trace", TRACE_IDENTITY, lambda out: out.trace, trace_stage),
     Stage(
         "analyze",
