@@ -75,3 +75,15 @@ def test_import_evolens_is_light() -> None:
     code = "import sys, evolens; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.parametrize("args", [("models",), ("analyze", "--help"), ("run", "--help")], ids=" ".join)
+def test_piped_help_and_tables_are_not_cut_at_80_columns(args: tuple[str, ...]) -> None:
+    """Defect: help and `evolens models` were cut when piped (``llava_onevis…``, ``--prob-rise-frac…``)."""
+    env = {key: value for key, value in os.environ.items() if key not in ("COLUMNS", "LINES")}
+    done = subprocess.run(
+        [sys.executable, "-m", "evolens", *args], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0 and "…" not in done.stdout, done.stdout
+    expected = {"models": "llava_onevision", "analyze": "--prob-rise-frac", "run": "--max-new-tokens"}
+    assert expected[args[0]] in done.stdout

@@ -159,3 +159,31 @@ def test_compare_overlays_two_traces(planted_trace_dir: Path, tmp_path: Path) ->
     np.testing.assert_allclose(text, np.concatenate([s.jsd_next for s in other]).mean(0), atol=1e-6)
     assert (out / "compare.png").exists() and (out / "compare.svg").exists()
     assert main(["compare", str(planted_trace_dir), str(text_dir), "--labels", "one", "--out", str(out)]) == 2
+
+
+def test_capped_and_unanswered_images_are_noted(planted_trace_dir: Path, tmp_path: Path) -> None:
+    """Defect: the many-images map silently dropped images that never said the answer, and silently
+    capped the number of images (max_answer_images, documented nowhere a user would look)."""
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
+
+    options = AnalyzeOptions(
+        figures=True, n_boot=20, projections=("pca",), max_answer_images=3, answer=["red"]
+    )
+    notes = analyze(planted_trace_dir, tmp_path / "capped", options).summary["notes"]
+    assert any("uses the first 3 of 4 images" in note for note in notes), notes
+    options = AnalyzeOptions(figures=True, n_boot=20, projections=("pca",), answer=["big"])
+    result = analyze(planted_trace_dir, tmp_path / "words", options)
+    answered = {sample for entry in result.summary["features"]["answer"] for sample in entry["samples"]}
+    assert answered == {"shape-0", "shape-1", "shape-2", "shape-3"}
+    from dataclasses import replace
+
+    from tests.analysis.conftest import planted_trace_samples
+    from tests.analysis.synthetic import write_trace
+
+    samples = planted_trace_samples()
+    samples[3] = replace(samples[3], tokens=[t.replace(" red", " blue") for t in samples[3].tokens])
+    mixed = write_trace(tmp_path / "mixed" / "trace", samples, model="synthetic-vlm")
+    options = AnalyzeOptions(figures=True, n_boot=20, projections=("pca",), answer=["red"])
+    result = analyze(mixed, tmp_path / "mixed" / "analysis", options)
+    assert any("1 of 4 images never gave the answer" in note and "shape-3" in note for note in result.notes)
+    assert result.summary["notes"] == result.notes

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     itself and exits 2.
     """
     _register_commands()
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        os.environ["COLUMNS"] = str(PIPED_WIDTH)  # rich would cut help and tables at 80 columns
     try:
         app(args=argv, prog_name="evolens")
     except SystemExit as exc:
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         return INTERNAL_ERROR
     return 0
 
+
+PIPED_WIDTH = 200
+"""Width of help text and tables written to a pipe or a file (a terminal's own width is used otherwise)."""
 
 INTERNAL_ERROR = 3
 """Exit code of an unexpected error (a bug or a resource failure, not bad input)."""

@@ -212,12 +212,29 @@ def _feature_figures(
         groups.setdefault(trace.prompt_of(sample_id), []).append(sample_id)
     for index, (prompt, members) in enumerate(sorted(groups.items(), key=lambda kv: -len(kv[1]))):
         if len(members) < 3:
+            notes.append(
+                f"prompt '{prompt}': no many-images map ({len(members)} with hidden states, 3 needed)"
+            )
             continue
+        used = members[: options.max_answer_images]
+        if len(used) < len(members):
+            notes.append(
+                f"prompt '{prompt}': the many-images map uses the first {len(used)} of {len(members)} images "
+                "(max_answer_images; raise it with --max-answer-images or analyze.max_answer_images)"
+            )
         try:
-            points = feat.answer_points(trace, members[: options.max_answer_images], options.answer)
+            points = feat.answer_points(trace, used, options.answer)
         except UsageError as exc:
             notes.append(f"prompt '{prompt}': {exc}")
             continue
+        answered = set(points.rows["sample_id"])
+        unanswered = [sample_id for sample_id in used if sample_id not in answered]
+        if unanswered:
+            listed = ", ".join(unanswered[:5]) + (", ..." if len(unanswered) > 5 else "")
+            notes.append(
+                f"prompt '{prompt}': {len(unanswered)} of {len(used)} images never gave the answer "
+                f"({options.answer!r}) and are left out of the many-images map: {listed}"
+            )
         separation = feat.separation_by_layer(points)
         tag = f"answer_{index + 1}"
         n_images = points.rows["sample_id"].nunique()

@@ -58,6 +58,9 @@ class AnalyzeConfig(Section):
     """Feature-space views of the hidden states (t-SNE and/or PCA); they need ``trace.keep_hidden``."""
     n_boot: int = Field(default=1000, ge=10)
     """Bootstrap replicates of the confidence intervals."""
+    max_answer_images: int = Field(default=24, gt=0)
+    """At most this many images (the first ones) per prompt in the many-images feature map (t-SNE costs
+    grow with the square of the points); a capped map says so in the notes."""
 
 
 class SkipConfig(Section):

@@ -96,6 +96,7 @@ def analyze_stage(context: RunContext) -> dict[str, Any]:
         projections=tuple(settings.projections),
         features=bool(settings.projections),
         n_boot=settings.n_boot,
+        max_answer_images=settings.max_answer_images,
     )
     with atomic.staged_directory(context.layout.analysis) as staging:
         result = analyze(context.layout.trace, staging, options)
