@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+CLI = "import sys; from evolens.cli import main; sys.exit(main(sys.argv[1:]))"  # as the console script does
 CASES = {
-    "evolens --help": ["-m", "evolens", "--help"],
-    "evolens models": ["-m", "evolens", "models"],
+    "evolens --help": ["-c", CLI, "--help"],
+    "evolens models": ["-c", CLI, "models"],
     "import evolens": ["-c", "import evolens"],
 }
 
