@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from rich.table import Table
 
+from evolens.analysis.stages import format_layers
 from evolens.data.resolve import Sample
 from evolens.interventions.experiments import ConditionSummary
 from evolens.io.atomic import write_json
+from evolens.plots.style import figure_style, save_figure
 
 SCHEMA = "evolens.skip/1"
 
@@ -112,8 +115,6 @@ def skip_table(record: dict[str, Any], title: str = "evolens skip") -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in ("condition", "skipped") else "right")
     for c in record["conditions"]:
-        from evolens.interventions.plan import format_layers
-
         table.add_row(
             c["name"],
             format_layers(c["skipped"]) or "-",
@@ -134,20 +135,20 @@ def _random_spread(conditions: list[dict[str, Any]], name: str, key: str) -> lis
 def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     """Bars per non-random condition (token agreement, CHAIR_i, per-token speed-up) with random controls
     as dots; written as PNG and SVG next to ``out_stem``."""
-    import matplotlib
+    with figure_style():
+        figure = _skip_bars(record)
+    return save_figure(figure, out_stem.parent, out_stem.name)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from evolens.plots.style import save_figure
-
+def _skip_bars(record: dict[str, Any]) -> Figure:
     conditions = record["conditions"]
     main = [c for c in conditions if c["kind"] != "random"]
     panels = (
         ("token_agreement", "token agreement with baseline"),
         ("chair_i", "CHAIR_i (hallucinated mentions)"),
     )
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8), layout="tight")
+    axes = figure.subplots(1, 3)
     x = np.arange(len(main))
     for axis, (key, label) in zip(axes[:2], panels, strict=True):
         means = [c[key]["mean"] if c[key]["mean"] is not None else np.nan for c in main]
@@ -174,7 +175,4 @@ def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     axes[0].scatter([], [], color="#dd8452", s=14, label="random layers, same count")
     axes[0].legend(fontsize=7, loc="lower left")
     figure.suptitle(f"Layer skipping on {record.get('model', '?')} (n = {record.get('n_samples', '?')})")
-    figure.tight_layout()
-    paths = save_figure(figure, out_stem.parent, out_stem.name)
-    plt.close(figure)
-    return paths
+    return figure

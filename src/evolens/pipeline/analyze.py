@@ -33,7 +33,7 @@ from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import plot_heatmap
 from evolens.plots.layer_curves import plot_layer_statistics
 from evolens.plots.lens_grid import plot_lens_grid
-from evolens.plots.style import save_figure
+from evolens.plots.style import save_figure, visible_token
 from evolens.plots.token_probs import plot_token_probabilities
 
 
@@ -198,13 +198,16 @@ def _feature_figures(
     for sample_id in [s for s in samples if s in with_hidden]:
         points = feat.single_sample_points(trace, sample_id, max_steps=options.max_feature_steps)
         for method in options.projections:
-            xy = feat.embed_2d(points.states, method, options.seed)  # type: ignore[arg-type]
+            projection = feat.project_2d(points.states, method, options.seed)  # type: ignore[arg-type]
             name = f"features_{file_stem(sample_id)}_{method}"
             title = f"{sample_id}: every generated token, layers 1-{trace.n_layers}"
-            figures += save_figure(plot_feature_map(xy, points.rows, stages, method, title=title), out, name)
+            figure = plot_feature_map(
+                projection.xy, points.rows, stages, method, title=title, explained=projection.explained
+            )
+            figures += save_figure(figure, out, name)
             write_json(
                 out / "features" / f"{name}.json",
-                _view(xy, points.rows, stages, method, title, group="token"),
+                _view(projection, points.rows, stages, method, title, group="token"),
             )
             info["single"].setdefault(sample_id, []).append(f"features/{name}.json")
     groups: dict[str, list[str]] = {}
@@ -237,15 +240,24 @@ def _feature_figures(
             )
         separation = feat.separation_by_layer(points)
         tag = f"answer_{index + 1}"
-        n_images = points.rows["sample_id"].nunique()
+        rows = points.rows.assign(group=points.rows["sample_id"].map(sample_groups(trace)))
+        n_images = rows["sample_id"].nunique()
+        title = f"'{prompt}': {n_images} images at the answer step ({answer_words(rows)})"
         for method in options.projections:
-            xy = feat.embed_2d(points.states, method, options.seed)  # type: ignore[arg-type]
-            title = f"'{prompt}': {n_images} images at the answer step"
-            figure = plot_feature_map(xy, points.rows, stages, method, by_sample=True, title=title)
+            projection = feat.project_2d(points.states, method, options.seed)  # type: ignore[arg-type]
+            figure = plot_feature_map(
+                projection.xy,
+                rows,
+                stages,
+                method,
+                by_sample=True,
+                title=title,
+                explained=projection.explained,
+            )
             figures += save_figure(figure, out, f"features_{tag}_{method}")
             write_json(
                 out / "features" / f"features_{tag}_{method}.json",
-                _view(xy, points.rows, stages, method, title, group="sample_id"),
+                _view(projection, rows, stages, method, title, group="sample_id"),
             )
         figures += save_figure(
             plot_separation(separation, stages, title=f"'{prompt}': separation by image per layer"),
@@ -263,11 +275,35 @@ def _feature_figures(
     return info
 
 
-def _view(xy: np.ndarray, rows, stages: StageResult, method: str, title: str, group: str) -> dict:
-    """The 2-D coordinates as a view for the interactive report: parallel lists, one entry per point."""
+def sample_groups(trace: Trace) -> dict[str, str | None]:
+    """Each sample's ``group`` label (e.g. its class subfolder); None where it has none."""
+    if "group" not in trace.samples:
+        return dict.fromkeys(trace.sample_ids)
     return {
+        str(s): None if pd.isna(g) else str(g)
+        for s, g in zip(trace.samples["sample_id"], trace.samples["group"], strict=True)
+    }
+
+
+def answer_words(rows: pd.DataFrame, at_most: int = 6) -> str:
+    """The answer words of a many-images map, most frequent first: "answers: red x3, blue x2"."""
+    counts = rows.drop_duplicates("sample_id")["answer"].value_counts()
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    shown = ", ".join(f"'{word}' x{count}" for word, count in ordered[:at_most])
+    more = f", {len(ordered) - at_most} more" if len(ordered) > at_most else ""
+    return f"answers: {shown}{more}"
+
+
+def _view(
+    projection: feat.Projection, rows: pd.DataFrame, stages: StageResult, method: str, title: str, group: str
+) -> dict:
+    """The 2-D coordinates as a view for the interactive report: parallel lists, one entry per point
+    (``sample_group``: the samples' group labels, when any sample carries one)."""
+    xy = projection.xy
+    view = {
         "title": title,
         "method": method,
+        "explained": None if projection.explained is None else [round(v, 6) for v in projection.explained],
         "x": np.round(xy[:, 0], 4).tolist(),
         "y": np.round(xy[:, 1], 4).tolist(),
         "layer": rows["layer"].astype(int).tolist(),
@@ -276,9 +312,14 @@ def _view(xy: np.ndarray, rows, stages: StageResult, method: str, title: str, gr
         "sample_id": rows["sample_id"].astype(str).tolist(),
         "step": rows["step"].astype(int).tolist(),
         "text": [
-            f"{s} step {st} '{t}' layer {la}"
+            f"{s} step {st} '{visible_token(t)}' layer {la}"
             for s, st, t, la in zip(
                 rows["sample_id"], rows["step"], rows["token"], rows["layer"], strict=True
             )
         ],
     }
+    if "answer" in rows:
+        view["answer"] = rows["answer"].astype(str).tolist()
+    if "group" in rows and rows["group"].notna().any():
+        view["sample_group"] = [None if pd.isna(g) else str(g) for g in rows["group"]]
+    return view

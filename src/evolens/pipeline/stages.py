@@ -248,6 +248,7 @@ def run_info(context: RunContext, n_failed: int) -> dict[str, Any]:
         "model": config.model,
         "data": f"{describe_data(context)}; prompts: " + " | ".join(prompts),
         "created": context.record.created,
+        "stages": context.record.data["stages"],  # the finished stages, with their durations
         "n_failed": n_failed,
         "config": config.to_yaml(),
         "settings": {"max_new_tokens": config.trace.max_new_tokens, "batch_size": config.trace.batch_size},

@@ -2,8 +2,8 @@
 
 Stages and the per-layer means with their cluster-bootstrap CIs come from the analysis' ``summary.json`` (so
 the report and summary.json never disagree; without an analysis they are computed by the analysis' own
-``layer_statistics``, with its defaults); experiment results (``skip.json``, hallucination JSON)
-become plain tables; PNG figures are embedded as data URIs. Every reader tolerates a missing file: the
+``layer_statistics``, with its defaults); a JSON file without a dedicated view (``report.experiments``)
+becomes plain tables; PNG figures are embedded as data URIs. Every reader tolerates a missing file: the
 report then leaves that section out.
 """
 
@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
+from evolens.analysis.stages import Stage
 from evolens.io.trace import Trace
+from evolens.plots.style import STAGE_LABELS, layer_span
 
 CURVES = (
     ("jsd_next", "JSD between consecutive layers (nats)"),
@@ -57,7 +59,7 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
     critical, critical_ci = value_and_ci(summary, "critical_layer")
     mutation, mutation_ci = value_and_ci(summary, "mutation_layer")
     stages = [
-        {"name": str(s["name"]), "start": int(s["start"]), "end": int(s["end"])}
+        stage_entry(Stage(str(s["name"]), int(s["start"]), int(s["end"])))
         for s in summary.get("stages") or []
         if isinstance(s, dict) and {"name", "start", "end"} <= s.keys()
     ]
@@ -69,6 +71,17 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
         "mutation_ci": mutation_ci,
         "stages": stages,
         "details": _scalar_items(summary),
+    }
+
+
+def stage_entry(stage: Stage) -> dict[str, Any]:
+    """A stage for the page: its span, and its label as the figures write it ("mutation: layer 30")."""
+    name = STAGE_LABELS.get(stage.name, stage.name.replace("_", " "))
+    return {
+        "name": stage.name,
+        "start": stage.start,
+        "end": stage.end,
+        "label": f"{name}: {layer_span(stage)}",
     }
 
 
