@@ -20,13 +20,14 @@ from matplotlib.colors import Normalize
 from evolens.analysis.features import answer_points, project_2d, separation_by_layer
 from evolens.analysis.single_token import candidate_curves, heatmap_data, lens_grid
 from evolens.analysis.stages import detect_stages
+from evolens.data.rows import natural_key
 from evolens.eval.plots import word_curves_figure
 from evolens.interventions.report import skip_figure
 from evolens.io.trace import load_trace
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import plot_heatmap
 from evolens.plots.lens_grid import plot_lens_grid
-from evolens.plots.style import MARKERS, natural_key, save_figure
+from evolens.plots.style import MARKERS, save_figure
 from evolens.plots.token_probs import plot_token_probabilities
 from tests.analysis.conftest import ExactTrace, planted_trace_samples
 from tests.analysis.synthetic import write_trace

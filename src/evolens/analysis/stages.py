@@ -108,6 +108,11 @@ class Stage:
     start: int
     end: int
 
+    @property
+    def span(self) -> str:
+        """ "layers 12-26", or "layer 30" for a one-layer stage."""
+        return f"layer {self.start}" if self.start == self.end else f"layers {self.start}-{self.end}"
+
     def to_dict(self) -> dict:
         return {"name": self.name, "start": self.start, "end": self.end}
 

@@ -142,8 +142,8 @@ def analyze_command(
         f"(probability criterion: {summary['critical_layer_prob']}), "
         f"mutation layer {summary['mutation_layer']}, of {summary['n_layers']} layers"
     )
-    for stage in summary["stages"]:
-        typer.echo(f"  {stage['name']}: layers {stage['start']}-{stage['end']}")
+    for stage in result.stages.stages:
+        typer.echo(f"  {stage.name}: {stage.span}")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"{len(result.figures)} figure files and summary.json in {result.out_dir}")

@@ -14,13 +14,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from evolens.analysis.stages import StageResult
+from evolens.data.rows import natural_key
 from evolens.plots.style import (
     KEY_LAYER_COLORS,
     MARKERS,
     STAGE_LABELS,
     figure_style,
     mark_key_layers,
-    natural_key,
     new_figure,
     shade_stages,
 )

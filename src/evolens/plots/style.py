@@ -5,7 +5,6 @@ Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no global
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from evolens.analysis.stages import Stage, StageResult
+from evolens.analysis.stages import StageResult
 
 STAGE_COLORS = {"rapid_evolution": "#3aa76d", "stabilization": "#4682b4", "mutation": "#9467bd"}
 STAGE_ALPHA = 0.08
@@ -51,7 +50,6 @@ RC = {
 }
 WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥"}
 """How a figure or the report shows whitespace inside a token (other invisible characters: \\uXXXX)."""
-_DIGITS = re.compile(r"([0-9]+)")
 
 
 @contextmanager
@@ -89,21 +87,11 @@ def token_label(token: str, width: int = 14) -> str:
     return text[: width - 1] + "…" if len(text) > width else text
 
 
-def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
-    """Sort key that orders numbers in names by value: "flower2" before "flower10"."""
-    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in _DIGITS.split(str(text)))
-
-
 def _printable(character: str) -> str:
     """The character itself when it draws as something, else its \\uXXXX escape."""
     if character.isprintable() and not character.isspace():
         return character
     return f"\\u{ord(character):04x}"
-
-
-def layer_span(stage: Stage) -> str:
-    """ "layers 12-26", or "layer 30" for a one-layer stage."""
-    return f"layer {stage.start}" if stage.start == stage.end else f"layers {stage.start}-{stage.end}"
 
 
 def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: float = STAGE_ALPHA) -> None:
@@ -115,7 +103,7 @@ def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: fl
             color=STAGE_COLORS[stage.name],
             alpha=alpha,
             lw=0,
-            label=f"{STAGE_LABELS[stage.name]} ({layer_span(stage)})",
+            label=f"{STAGE_LABELS[stage.name]} ({stage.span})",
         )
 
 

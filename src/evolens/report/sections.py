@@ -17,7 +17,7 @@ from typing import Any
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.stages import Stage
 from evolens.io.trace import Trace
-from evolens.plots.style import STAGE_LABELS, layer_span
+from evolens.plots.style import STAGE_LABELS
 
 CURVES = (
     ("jsd_next", "JSD between consecutive layers (nats)"),
@@ -81,7 +81,7 @@ def stage_entry(stage: Stage) -> dict[str, Any]:
         "name": stage.name,
         "start": stage.start,
         "end": stage.end,
-        "label": f"{name}: {layer_span(stage)}",
+        "label": f"{name}: {stage.span}",
     }
 
 
