@@ -202,8 +202,8 @@ def main() -> None:
             window, step_started = [], time.time()
         if (step + 1) % args.checkpoint_every == 0 or step + 1 == args.steps:
             record["step"] = step + 1
-            val = validation_loss(model, validation_set, autocast)
-            record["validation"].append([step + 1, round(val, 4)])
+            val = round(validation_loss(model, validation_set, autocast), 4)  # as recorded, for "best"
+            record["validation"].append([step + 1, val])
             best = min(v for _, v in record["validation"])
             log(f"validation loss {val:.4f} (best {best:.4f})")
             record["wall_time_s"] = record.get("wall_time_s", 0.0) + time.time() - started
