@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint train-demo train-demo-continue eval-demo bench clean
+.PHONY: setup demo test lint train-demo train-demo-resume eval-demo bench clean
 
 setup: $(STAMP)
 
@@ -35,9 +35,9 @@ lint: $(STAMP)
 train-demo: $(STAMP)
 	$(PY) scripts/train_demo.py
 
-# the committed projector is train-demo followed by one train-demo-continue (300 + 300 steps)
-train-demo-continue: $(STAMP)
-	$(PY) scripts/train_demo.py --init src/evolens/assets/demo --warmup 10
+# continue an interrupted train-demo from its last checkpoint (~/.cache/evolens/demo-run/last)
+train-demo-resume: $(STAMP)
+	$(PY) scripts/train_demo.py --resume
 
 eval-demo: $(STAMP)
 	$(PY) scripts/eval_demo.py

@@ -25,7 +25,9 @@ BARS = {
     "color_accuracy": 0.90,
     "shape_accuracy": 0.90,
     "description_object_precision": 0.80,
-    "yes_no_accuracy": 0.80,
+    "yes_no_accuracy": 0.85,
+    "yes_no_accuracy_on_present": 0.75,
+    "yes_no_accuracy_on_absent": 0.75,
 }
 
 

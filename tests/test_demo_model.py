@@ -10,6 +10,8 @@ from transformers import LogitsProcessor, LogitsProcessorList
 from evolens.data.shapes import render_scene, sample_scene
 from evolens.models import LoadedModel
 from evolens.models.demo.assets import PROJECTOR_FILE, asset_dir, read_manifest
+from evolens.models.demo.decoder import load_decoder
+from evolens.models.demo.lora import LORA_FILE, LoraSettings
 from evolens.models.demo.vision import feature_dim, position_code
 from evolens.verify import verify_model
 
@@ -24,11 +26,34 @@ def test_projector_file_matches_manifest() -> None:
     manifest = read_manifest()
     state = load_file(str(asset_dir() / PROJECTOR_FILE))
     vision = manifest["vision"]
-    assert vision["n_tokens"] == vision["grid"] ** 2
+    tokens_per_cell = vision.get("tokens_per_cell", 1)
+    assert vision["n_tokens"] == vision["grid"] ** 2 * tokens_per_cell
     first, last = state["net.0.weight"], state["net.2.weight"]
     assert first.shape == (manifest["projector"]["hidden"], vision["feature_dim"])
-    assert last.shape == (576, manifest["projector"]["hidden"])
+    assert last.shape == (576 * tokens_per_cell, manifest["projector"]["hidden"])
     assert all(torch.isfinite(t).all() for t in state.values())
+
+
+def test_assets_fit_the_size_budget() -> None:
+    assert sum(f.stat().st_size for f in asset_dir().iterdir()) < 25 * 2**20
+
+
+def _without_lora() -> bool:
+    return "decoder_lora" not in read_manifest(asset_dir())
+
+
+needs_lora = pytest.mark.skipif(
+    _without_lora(), reason="the committed demo weights have no decoder LoRA (manifest 'decoder_lora')"
+)
+
+
+@needs_lora
+def test_lora_file_matches_manifest() -> None:
+    settings = LoraSettings.from_dict(read_manifest()["decoder_lora"])
+    factors = load_file(str(asset_dir() / LORA_FILE))
+    assert len(factors) == 30 * len(settings.targets) * 2  # A and B for every adapted layer
+    assert all(t.shape[0] == settings.rank for k, t in factors.items() if k.endswith(".lora_A"))
+    assert all(t.shape[1] == settings.rank for k, t in factors.items() if k.endswith(".lora_B"))
 
 
 def test_loaded_demo_uses_the_packaged_projector(demo_vlm: LoadedModel) -> None:
@@ -36,6 +61,22 @@ def test_loaded_demo_uses_the_packaged_projector(demo_vlm: LoadedModel) -> None:
     for name, tensor in demo_vlm.model.projector.state_dict().items():
         assert torch.equal(tensor, state[name]), name
     assert not any(p.requires_grad for p in demo_vlm.model.decoder.parameters())
+
+
+@needs_lora
+def test_loaded_decoder_is_smollm2_plus_the_low_rank_updates(demo_vlm: LoadedModel) -> None:
+    """Known answer: every adapted weight is SmolLM2's plus scale * B @ A (float64), the rest untouched."""
+    settings = LoraSettings.from_dict(read_manifest()["decoder_lora"])
+    factors = load_file(str(asset_dir() / LORA_FILE))
+    base = dict(load_decoder()[0].named_parameters())
+    for name, weight in demo_vlm.model.decoder.named_parameters():
+        module = name.removesuffix(".weight")
+        if module + ".lora_A" in factors:
+            delta = factors[module + ".lora_B"].double() @ factors[module + ".lora_A"].double()
+            expected = base[name].double() + settings.scale * delta
+            torch.testing.assert_close(weight.double(), expected, atol=1e-6, rtol=0)
+        else:
+            assert torch.equal(weight, base[name]), name
 
 
 def test_demo_passes_verify_on_a_shapes_image(demo_vlm: LoadedModel) -> None:
@@ -121,7 +162,8 @@ def test_feature_dim_matches_the_encoder(demo_vlm: LoadedModel) -> None:
     pixels = demo_vlm.build_inputs(["Describe this image."], [scene_image(6)])["pixel_values"]
     features = demo_vlm.model.vision(pixels)
     vision = demo_vlm.model.vision.config
-    assert features.shape == (1, vision.n_tokens, feature_dim(vision))
+    assert features.shape == (1, vision.n_cells, feature_dim(vision))
+    assert demo_vlm.model.project(features).shape == (1, vision.n_tokens, 576)
 
 
 def _training_incomplete() -> bool:

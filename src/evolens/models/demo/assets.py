@@ -1,7 +1,9 @@
-"""The trained projector shipped in the package (``evolens/assets/demo``) and assembling the demo VLM.
+"""The trained weights shipped in the package (``evolens/assets/demo``) and assembling the demo VLM.
 
-``projector.safetensors`` holds the projector weights; ``manifest.json`` the vision configuration they were
-trained with, the training record (seed, steps, wall time, final loss) and the measured quality.
+``projector.safetensors`` holds the projector weights; ``decoder_lora.safetensors`` (when the manifest has a
+``decoder_lora`` entry) the low-rank updates of the decoder, merged into SmolLM2's weights on load;
+``manifest.json`` the vision configuration they were trained with, the training record (seed, steps, wall
+time, losses) and the measured quality.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from evolens.errors import ModelLoadError
 from evolens.io.atomic import write_json
 from evolens.models.demo.decoder import load_decoder
+from evolens.models.demo.lora import LORA_FILE, LoraSettings, merge_lora
 from evolens.models.demo.model import DemoVLM, Projector
 from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
@@ -54,7 +57,10 @@ def vision_config_from(manifest: dict[str, Any]) -> VisionConfig:
     """The ``VisionConfig`` recorded in a manifest."""
     vision = manifest["vision"]
     return VisionConfig(
-        taps=tuple(vision["taps"]), grid=int(vision["grid"]), pos_freqs=int(vision["pos_freqs"])
+        taps=tuple(vision["taps"]),
+        grid=int(vision["grid"]),
+        pos_freqs=int(vision["pos_freqs"]),
+        tokens_per_cell=int(vision.get("tokens_per_cell", 1)),
     )
 
 
@@ -70,7 +76,7 @@ def build_demo_vlm(
     decoder, tokenizer = load_decoder(dtype)
     decoder.requires_grad_(False)
     processor = DemoProcessor(tokenizer, config.n_tokens)
-    projector = Projector(feature_dim(config), decoder.config.hidden_size, hidden)
+    projector = Projector(feature_dim(config), decoder.config.hidden_size, hidden, config.tokens_per_cell)
     model = DemoVLM(VisionEncoder(config), projector, decoder, processor.image_token_id)
     return model.eval(), processor
 
@@ -82,6 +88,15 @@ def save_projector(model: DemoVLM, directory: Path | None = None) -> Path:
     path = directory / PROJECTOR_FILE
     state = {k: v.detach().float().contiguous() for k, v in model.projector.state_dict().items()}
     save_file(state, str(path))
+    return path
+
+
+def save_lora(factors: dict[str, torch.Tensor], directory: Path | None = None) -> Path:
+    """Write the decoder's LoRA factors (fp32 safetensors, ``evolens.models.demo.lora``); returns the path."""
+    directory = directory or asset_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / LORA_FILE
+    save_file({k: v.detach().float().contiguous() for k, v in factors.items()}, str(path))
     return path
 
 
@@ -97,4 +112,10 @@ def load_demo_vlm(
         vision_config_from(manifest), int(manifest["projector"]["hidden"]), dtype
     )
     model.projector.load_state_dict(load_file(str(path)))
+    if "decoder_lora" in manifest:
+        lora_path = (directory or asset_dir()) / LORA_FILE
+        if not lora_path.exists():
+            raise ModelLoadError(f"the demo decoder's LoRA weights are missing ({lora_path})")
+        settings = LoraSettings.from_dict(manifest["decoder_lora"])
+        merge_lora(model.decoder, load_file(str(lora_path)), settings.scale)
     return model, processor, manifest

@@ -1,4 +1,4 @@
-"""``DemoVLM``: frozen EfficientNet-Lite0 -> trained MLP projector -> frozen SmolLM2-135M-Instruct.
+"""``DemoVLM``: frozen EfficientNet-Lite0 -> trained MLP projector -> SmolLM2-135M-Instruct (+ trained LoRA).
 
 LLaVA-1.5 style: image tokens are projected into the decoder's embedding space and written over the
 image placeholder tokens of the prompt. The decoder keeps Hugging Face's layout (``decoder.model.layers``,
@@ -18,23 +18,29 @@ from evolens.models.demo.vision import VisionEncoder
 
 
 class Projector(nn.Module):
-    """LLaVA-1.5's projector: Linear -> GELU -> Linear, (..., feature_dim) -> (..., d_model)."""
+    """LLaVA-1.5's projector, Linear -> GELU -> Linear, making ``tokens_per_cell`` tokens from each cell:
+    (B, n_cells, feature_dim) -> (B, n_cells * tokens_per_cell, d_model), a cell's tokens adjacent."""
 
-    def __init__(self, feature_dim: int, d_model: int, hidden: int) -> None:
+    def __init__(self, feature_dim: int, d_model: int, hidden: int, tokens_per_cell: int = 1) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, d_model))
+        self.d_model = d_model
+        self.net = nn.Sequential(
+            nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, d_model * tokens_per_cell)
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.net(features)
+        out = self.net(features)
+        return out.reshape(*features.shape[:-2], -1, self.d_model)
 
 
 class DemoVLM(nn.Module):
     """The demo vision-language model.
 
     Attributes:
-        vision: frozen encoder, pixel_values (n_images, 3, 224, 224) -> (n_images, N, feature_dim).
-        projector: the only trained part, (n_images, N, feature_dim) -> (n_images, N, d_model).
-        decoder: the frozen ``LlamaForCausalLM``.
+        vision: frozen encoder, pixel_values (n_images, 3, 224, 224) -> (n_images, n_cells, feature_dim).
+        projector: trained, (n_images, n_cells, feature_dim) -> (n_images, N, d_model), N image tokens.
+        decoder: the ``LlamaForCausalLM`` (SmolLM2 with the trained low-rank updates merged in, see
+            ``evolens.models.demo.lora``).
         image_token_id: the placeholder id whose embeddings are replaced by image tokens.
         config / generation_config: the decoder's.
     """
@@ -60,7 +66,8 @@ class DemoVLM(nn.Module):
         return self.project(features)
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
-        """Vision features (n_images, N, feature_dim) -> image tokens in the decoder's dtype."""
+        """Cell features (n_images, n_cells, feature_dim) -> image tokens (n_images, N, d_model) in the
+        decoder's dtype."""
         weight_dtype = next(self.projector.parameters()).dtype
         return self.projector(features.to(weight_dtype)).to(self.decoder.dtype)
 
@@ -71,7 +78,7 @@ class DemoVLM(nn.Module):
         image_features: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Token embeddings (B, T, d_model) with the placeholders of image i (in row order) replaced by
-        image i's tokens; ``image_features`` (n_images, N, feature_dim) may stand in for pixel_values."""
+        image i's tokens; ``image_features`` (n_images, n_cells, feature_dim) may replace pixel_values."""
         embeds = self.decoder.get_input_embeddings()(input_ids)
         if pixel_values is None and image_features is None:
             return embeds

@@ -30,17 +30,24 @@ class VisionConfig:
 
     Attributes:
         taps: indices into ``_blocks`` (0..15; 16 = the 1280-channel head) whose outputs are used.
-        grid: tokens per side; each tapped map is average-pooled to ``grid`` x ``grid``.
-        pos_freqs: sine/cosine frequencies per axis of the 2D position code appended to each token.
+        grid: cells per side; each tapped map is average-pooled to ``grid`` x ``grid``.
+        pos_freqs: sine/cosine frequencies per axis of the 2D position code appended to each cell's features.
+        tokens_per_cell: image tokens the projector makes from each cell's features.
     """
 
     taps: tuple[int, ...] = (4, 7, 10, 15)
     grid: int = 3
     pos_freqs: int = 4
+    tokens_per_cell: int = 1
+
+    @property
+    def n_cells(self) -> int:
+        return self.grid * self.grid
 
     @property
     def n_tokens(self) -> int:
-        return self.grid * self.grid
+        """Image tokens per image: ``tokens_per_cell`` per cell, cells row-major."""
+        return self.n_cells * self.tokens_per_cell
 
 
 BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320, 1280)
@@ -48,7 +55,7 @@ HEAD = 16
 
 
 def feature_dim(config: VisionConfig) -> int:
-    """Channels of one image token: tapped channels plus the position code (4 * pos_freqs)."""
+    """Channels of one cell's features: tapped channels plus the position code (4 * pos_freqs)."""
     return sum(BLOCK_CHANNELS[t] for t in config.taps) + 4 * config.pos_freqs
 
 
@@ -79,7 +86,7 @@ def position_code(grid: int, freqs: int) -> torch.Tensor:
 
 
 class VisionEncoder(nn.Module):
-    """Frozen EfficientNet-Lite0 -> image tokens (B, grid*grid, ``feature_dim(config)``).
+    """Frozen EfficientNet-Lite0 -> cell features (B, grid*grid, ``feature_dim(config)``).
 
     Each tapped feature map is pooled to the grid and layer-normalised over its channels (no learned
     parameters), the maps are concatenated and the cell's position code appended.
@@ -115,7 +122,7 @@ class VisionEncoder(nn.Module):
         return maps
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """pixel_values (B, 3, 224, 224) -> image tokens (B, grid*grid, feature_dim), float32."""
+        """pixel_values (B, 3, 224, 224) -> cell features (B, grid*grid, feature_dim), float32."""
         grid = self.config.grid
         pooled = []
         for feature_map in self.feature_maps(pixel_values.float()):
