@@ -8,7 +8,8 @@ stored, and no Python loop runs over layers.
 
 The sweeps run eagerly or, where ``torch.compile`` works (by default on CUDA, where each chunk becomes one
 fused kernel; opt in on the CPU with ``EVOLENS_COMPILE=1``), compiled; a compile failure falls back to the
-eager path with a warning. Nothing in a step waits for the device (no host sync).
+eager path with a warning. Nothing in the engine waits for the device (no host sync); the caller decides
+when to copy the metrics to the host.
 
 Rows are processed in groups, and vocabularies in chunks, so that the logits buffer and the sweep's
 temporaries together stay under ``max_bytes`` whatever the vocabulary.
@@ -50,7 +51,8 @@ COMPILE_ENV = "EVOLENS_COMPILE"
 
 @dataclass
 class StepMetrics:
-    """Per-layer metrics of one step for G rows. Shapes: (G, L+1) unless noted; fp32 unless noted.
+    """Per-layer metrics of one step for G rows. Shapes: (G, L+1) unless noted; fp32 unless noted (float64
+    from ``StepMetricsEngine.metrics64``).
 
     Attributes:
         prob: p_l(emitted token).
@@ -123,6 +125,9 @@ class _Sweeps:
     def _call(self, compiled: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
         if not self.compiled:
             return eager(*args)
+        for tensor in args:  # the row count changes as rows finish: one kernel for all of them
+            if isinstance(tensor, torch.Tensor):
+                torch._dynamo.maybe_mark_dynamic(tensor, 0)
         try:
             return compiled(*args)
         except Exception as exc:  # any compiler failure: the eager code computes the same numbers

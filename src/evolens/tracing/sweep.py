@@ -35,8 +35,8 @@ EXP_FLOOR = -700.0
 is > 0 and s log s is finite; each changed probability is below 1e-304 (log p itself is never clamped)."""
 
 SWEEP_BYTES_PER_ENTRY = 4 * 8 + 4
-"""Memory of ``EagerSweep``'s temporaries per chunk entry: four float64 (log p, p, mixture, its log) and
-one fp32 (the rank's comparison)."""
+"""Memory of ``EagerSweep``'s buffers per chunk entry: four float64 (log p, p, the mixtures, a product)
+and one fp32 (the rank's comparison)."""
 
 BLOCK = 64
 """Vocabulary block of the top-k search: the k largest logits lie in the k blocks with the largest maxima."""
@@ -128,7 +128,8 @@ def _block_max(logits: torch.Tensor) -> torch.Tensor:
 class EagerSweep:
     """``chunk_sumexp`` and ``chunk_sums`` for eager execution, through float64 buffers reused across calls.
 
-    Chunks must all have the shape of the first one of a sweep or be smaller (the last chunk).
+    Every chunk-sized result is written into a buffer kept from call to call: a fresh temporary of a few
+    MiB per operation would be fresh memory from the operating system each time (page faults).
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -153,30 +154,35 @@ class EagerSweep:
         full: bool = True,
         paper: bool = False,
     ) -> ChunkSums:
-        """``chunk_sums`` (same arguments and results)."""
+        """``chunk_sums`` (same arguments and results), with no temporary the size of the chunk."""
         rows, layers, width = logits.shape
         logp = self._buffer("logp", logits.shape).copy_(logits).sub_(lse)
         p = torch.clamp(logp, min=EXP_FLOOR, out=self._buffer("p", logits.shape)).exp_()
-        p_logp = torch.linalg.vecdot(p, logp)
+        p_logp = self._dot(p, logp)
         mixtures = self._buffer("mixture", (rows, layers - 1, width))
-        logs = self._buffer("logs", (rows, layers - 1, width))
-        next_slogs = self._slogs(torch.add(p[:, :-1], p[:, 1:], out=mixtures), logs)
+        next_slogs = self._slogs(torch.add(p[:, :-1], p[:, 1:], out=mixtures))
         next_cross = prev_cross = last_slogs = last_cross = above = block_max = None
         if paper:
-            next_cross = torch.linalg.vecdot(p[:, 1:], logp[:, :-1])
-            prev_cross = torch.linalg.vecdot(p[:, :-1], logp[:, 1:])
+            next_cross = self._dot(p[:, 1:], logp[:, :-1])
+            prev_cross = self._dot(p[:, :-1], logp[:, 1:])
         if full:
             last = p[:, -1:]
-            last_slogs = self._slogs(torch.add(p[:, :-2], last, out=mixtures[:, 1:]), logs[:, 1:])
-            last_cross = torch.linalg.vecdot(logp, last)
+            last_slogs = self._slogs(torch.add(p[:, :-2], last, out=mixtures[:, 1:]))
+            last_cross = self._dot(logp, last)
             flags = torch.gt(logits, token_logit, out=self._buffer("flags", logits.shape, torch.float32))
             above = flags.sum(-1, dtype=ACCUMULATE)
             block_max = _block_max(logits)
         return ChunkSums(p_logp, next_slogs, last_slogs, last_cross, next_cross, prev_cross, above, block_max)
 
-    @staticmethod
-    def _slogs(mixture: torch.Tensor, logs: torch.Tensor) -> torch.Tensor:
-        return torch.linalg.vecdot(mixture, torch.log(mixture, out=logs))
+    def _dot(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        """sum_v first * second (broadcast), through the "product" buffer: (G, m, C) -> (G, m)."""
+        shape = torch.broadcast_shapes(first.shape, second.shape)
+        return torch.mul(first, second, out=self._buffer("product", shape)).sum(-1)
+
+    def _slogs(self, mixture: torch.Tensor) -> torch.Tensor:
+        """sum_v s log s of mixtures s > 0, through the "product" buffer: (G, m, C) -> (G, m)."""
+        logs = torch.log(mixture, out=self._buffer("product", mixture.shape))
+        return logs.mul_(mixture).sum(-1)
 
     def _buffer(
         self, name: str, shape: tuple[int, ...] | torch.Size, dtype: torch.dtype = ACCUMULATE
