@@ -15,12 +15,18 @@ On the demo VLM (or --model), N images, greedy decoding, all in one run and as m
           prompt position) and a Python loop over layer pairs with float64 softmaxes and its "JS"
   paper-batched  the same loops on our batches with lm_head on the last position only (kinder to it)
 
-Ratios: (a) ours / plain, (b) ours / floor (goal <= 1.2), (c) paper / ours (goal >= 3).
-(d) peak memory: each method once in a fresh subprocess, peak RSS (VmHWM after resetting it) minus the RSS
-before the method, i.e. after loading the model; on CUDA torch.cuda.max_memory_allocated instead.
+Ratios of medians of wall time: (a) ours / plain, (b) ours / floor (goal <= 1.15), (c) paper / ours
+(goal >= 10). The same ratios of process CPU time (all threads) are reported too: with --threads 1 they
+are what an idle machine would show even when other processes load it. (d) peak memory: each method once
+in a fresh subprocess, peak RSS (VmHWM after resetting it) minus the RSS before the method, i.e. after
+loading the model (goal: ours <= 2 x plain); on CUDA torch.cuda.max_memory_allocated instead.
+
+The last line printed is one JSON object: settings, machine (CPUs, threads, load average before and
+after), seconds, CPU seconds, ratios, peak memory and the goals. EVOLENS_COMPILE=1 compiles the metric
+sweeps of "ours" (see evolens.tracing.engine).
 
     .venv/bin/python benchmarks/trace_overhead.py [--images 16] [--batch-size 8] [--max-new-tokens 32]
-        [--repeats 3] [--threads N] [--model demo]
+        [--repeats 3] [--threads N] [--model demo] [--methods plain,floor,ours,paper]
 """
 
 from __future__ import annotations
@@ -210,6 +216,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
     loaded = load_model(args.model, device=args.device)
     with tempfile.TemporaryDirectory() as folder:
         paths = write_images(Path(folder), args.images)
@@ -219,11 +226,13 @@ def main() -> None:
         methods = args.methods.split(",")
         run_plain(loaded, paths[: args.batch_size], argparse.Namespace(**{**vars(args), "max_new_tokens": 2}))
         seconds: dict[str, list[float]] = {m: [] for m in methods}
+        cpu_seconds: dict[str, list[float]] = {m: [] for m in methods}
         for repeat in range(args.repeats):
             for method in methods:
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), time.process_time()
                 RUNNERS[method](loaded, paths, args)
                 seconds[method].append(time.perf_counter() - began)
+                cpu_seconds[method].append(time.process_time() - cpu_began)
             print(
                 f"repeat {repeat + 1}: " + ", ".join(f"{m} {s[-1]:.1f}s" for m, s in seconds.items()),
                 flush=True,
@@ -232,41 +241,74 @@ def main() -> None:
     argv += [f"--max-new-tokens={args.max_new_tokens}", f"--device={args.device}"]
     argv += [f"--threads={args.threads}"] if args.threads else []
     memory = {m: memory_in_subprocess(m, argv) for m in methods}
-    report(args, loaded, {m: statistics.median(s) for m, s in seconds.items()}, memory)
+    wall = {m: statistics.median(s) for m, s in seconds.items()}
+    cpu = {m: statistics.median(s) for m, s in cpu_seconds.items()}
+    report(args, loaded, wall, cpu, memory, load_before)
+
+
+def ratios_of(median: dict[str, float]) -> dict[str, float]:
+    """The benchmark's ratios (see the module docstring) among the methods that ran."""
+    pairs = {
+        "a_ours_over_plain": ("ours", "plain"),
+        "b_ours_over_floor": ("ours", "floor"),
+        "b_ours_paper_js_over_floor": ("ours+paper_js", "floor"),
+        "c_paper_over_ours": ("paper", "ours"),
+        "c_paper_over_ours_paper_js": ("paper", "ours+paper_js"),
+        "c_paper_batched_over_ours_paper_js": ("paper-batched", "ours+paper_js"),
+    }
+    return {name: median[a] / median[b] for name, (a, b) in pairs.items() if {a, b} <= median.keys()}
 
 
 def report(
-    args: argparse.Namespace, loaded: LoadedModel, median: dict[str, float], memory: dict[str, float]
+    args: argparse.Namespace,
+    loaded: LoadedModel,
+    median: dict[str, float],
+    cpu: dict[str, float],
+    memory: dict[str, float],
+    load_before: tuple[float, float, float],
 ) -> None:
-    load = os.getloadavg()[0]
+    load_after = os.getloadavg()
     print(
         f"\n{loaded.name}: {loaded.n_layers} layers, vocab {loaded.unembed.vocab_size}; "
         f"{args.images} images, "
         f"batch {args.batch_size}, {args.max_new_tokens} new tokens, {torch.get_num_threads()} threads, "
-        f"device {args.device}, load average {load:.1f}; medians of {args.repeats}"
+        f"device {args.device}, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
+        f"medians of {args.repeats}"
     )
-    print(f"{'method':>14} {'seconds':>9} {'peak MiB':>9}")
+    print(f"{'method':>14} {'seconds':>9} {'CPU s':>9} {'peak MiB':>9}")
     for method, value in median.items():
-        print(f"{method:>14} {value:>9.2f} {memory.get(method, float('nan')):>9.0f}")
-    ratios = {}
-    if {"ours", "plain"} <= median.keys():
-        ratios["a_ours_over_plain"] = median["ours"] / median["plain"]
-    if {"ours", "floor"} <= median.keys():
-        ratios["b_ours_over_floor"] = median["ours"] / median["floor"]
-    if {"ours+paper_js", "floor"} <= median.keys():
-        ratios["b_ours_paper_js_over_floor"] = median["ours+paper_js"] / median["floor"]
-    if {"paper", "ours"} <= median.keys():
-        ratios["c_paper_over_ours"] = median["paper"] / median["ours"]
-    if {"paper", "ours+paper_js"} <= median.keys():
-        ratios["c_paper_over_ours_paper_js"] = median["paper"] / median["ours+paper_js"]
-    if {"paper-batched", "ours+paper_js"} <= median.keys():
-        ratios["c_paper_batched_over_ours_paper_js"] = median["paper-batched"] / median["ours+paper_js"]
+        print(f"{method:>14} {value:>9.2f} {cpu[method]:>9.2f} {memory.get(method, float('nan')):>9.0f}")
+    ratios, cpu_ratios = ratios_of(median), ratios_of(cpu)
+    print(f"{'ratio':>36} {'wall':>6} {'CPU':>6}")
     for name, value in ratios.items():
-        print(f"{name:>28} {value:6.2f}")
+        print(f"{name:>36} {value:6.2f} {cpu_ratios[name]:6.2f}")
+    memory_ratio = memory["ours"] / memory["plain"] if {"ours", "plain"} <= memory.keys() else None
+    if memory_ratio is not None:
+        print(f"{'peak memory added, ours / plain':>36} {memory_ratio:6.2f}")
+    payload = {
+        "benchmark": "trace_overhead",
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "memory_of")},
+        "model": {"name": loaded.name, "layers": loaded.n_layers, "vocab": loaded.unembed.vocab_size},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "evolens_compile": os.environ.get("EVOLENS_COMPILE"),
+            "torch": torch.__version__,
+        },
+        "seconds": median,
+        "cpu_seconds": cpu,
+        "ratios": ratios,
+        "cpu_ratios": cpu_ratios,
+        "peak_mib": memory,
+        "peak_memory_ours_over_plain": memory_ratio,
+        "goals": {"b_ours_over_floor": "<= 1.15", "c_paper_over_ours": ">= 10", "peak_memory": "<= 2"},
+    }
+    line = json.dumps(payload, default=str)
     if args.json:
-        payload = {"settings": {k: v for k, v in vars(args).items() if k != "json"}, "load": load}
-        payload.update(seconds=median, peak_mib=memory, ratios=ratios, threads=torch.get_num_threads())
-        args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+        args.json.write_text(line + "\n")
+    print(line)
 
 
 if __name__ == "__main__":

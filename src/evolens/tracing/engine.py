@@ -1,40 +1,58 @@
 """The hot path: every lens layer's next-token distribution of one generation step, reduced to metrics.
 
-For G rows (samples) and lens layers 0..L, the (G, L+1, V) log-probabilities and probabilities live only in
-scratch buffers reused from step to step (no allocation, so no page faults on the CPU), and every metric is
-reduced from them with whole-block tensor operations, never a Python loop over layers:
+For G rows (samples) and lens layers 0..L, the lens writes the (G, L+1, V) fp32 logits once into a buffer
+reused from step to step; ``evolens.tracing.sweep`` then reads them in two sweeps over vocabulary chunks
+(all lens layers of a row in each chunk) and returns float64 vocabulary sums, from which the metrics are
+finished here (``metrics.*_from_sums``). No (G, L+1, V) log-probabilities or probabilities are ever
+stored, and no Python loop runs over layers.
 
-- entropy, JSD and KL come from vocabulary sums: sum p log p, sum s log s for the mixtures
-  s = p_l + p_{l+1} and s = p_l + p_L, and sum p_L log p_l (``metrics.*_from_sums`` finish them);
-- every sum is an elementwise product into a scratch buffer and a pairwise-summed reduction;
-- the rank of the emitted token is a count of larger log-probabilities; the top-k is found in two stages.
+The sweeps run eagerly or, where ``torch.compile`` works (by default on CUDA, where each chunk becomes one
+fused kernel; opt in on the CPU with ``EVOLENS_COMPILE=1``), compiled; a compile failure falls back to the
+eager path with a warning. Nothing in the engine waits for the device (no host sync); the caller decides
+when to copy the metrics to the host.
 
-Rows are processed in groups whose buffers stay under ``max_bytes`` whatever the vocabulary (262k included).
+Rows are processed in groups, and vocabularies in chunks, so that the logits buffer and the sweep's
+temporaries together stay under ``max_bytes`` whatever the vocabulary.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from evolens.tracing.lens import Lens, LogitLens
-from evolens.tracing.metrics import jsd_from_sums, kl_from_sums, largest, paper_js_from_sums
+from evolens.tracing.metrics import LN2_FLOAT32, jsd_from_sums, kl_from_sums, paper_js_from_sums
+from evolens.tracing.sweep import (
+    ACCUMULATE,
+    BLOCK,
+    SWEEP_BYTES_PER_ENTRY,
+    ChunkSums,
+    EagerSweep,
+    chunk_sumexp,
+    chunk_sums,
+)
 
-EXP_FLOOR = -87.0
-"""log of the smallest normal fp32: probabilities are computed as exp(max(log p, EXP_FLOOR)), so no
-probability is 0 (log s stays finite) or denormal (slow on x86); each differs from exact by < 1.2e-38."""
+CHUNK_ENTRIES = {"cpu": 2**20}
+"""Entries (rows x layers x vocabulary) per sweep chunk by device type; on the CPU 8 MiB of float64 per
+temporary: within the last-level cache, and few enough operations per step (~300 at batch 8 on the demo)
+that the thread pool's start and join cost stays small; on other devices ``DEVICE_CHUNK_ENTRIES``."""
+DEVICE_CHUNK_ENTRIES = 2**24
+"""Entries per chunk on accelerators: big enough for few kernel launches, small enough that the eager
+path's temporaries take 576 MiB at most (``SWEEP_BYTES_PER_ENTRY``)."""
 
-SCRATCH_BUFFERS = 4
-"""(G, L+1, V) fp32 buffers one group needs: log p, p (first the logits), mixture, log of the mixture;
-plus one boolean buffer of the same shape for the rank's comparison."""
-SCRATCH_BYTES_PER_ENTRY = SCRATCH_BUFFERS * 4 + 1
+COMPILE_ENV = "EVOLENS_COMPILE"
+"""Set to 1 or 0 to compile the sweeps or not, whatever the device (default: compile on CUDA only)."""
 
 
 @dataclass
 class StepMetrics:
-    """Per-layer metrics of one step for G rows. Shapes: (G, L+1) unless noted; fp32 unless noted.
+    """Per-layer metrics of one step for G rows. Shapes: (G, L+1) unless noted; fp32 unless noted (float64
+    from ``StepMetricsEngine.metrics64``).
 
     Attributes:
         prob: p_l(emitted token).
@@ -58,6 +76,16 @@ class StepMetrics:
     topk_ids: torch.Tensor
     topk_probs: torch.Tensor
 
+    def float32(self) -> StepMetrics:
+        """The same metrics with every floating-point tensor in fp32 (ids and ranks unchanged)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return StepMetrics(
+            **{
+                name: value.float() if value is not None and value.is_floating_point() else value
+                for name, value in values.items()
+            }
+        )
+
     def cpu(self) -> StepMetrics:
         """The same metrics on the CPU."""
         values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -76,24 +104,62 @@ class StepMetrics:
         return StepMetrics(**joined)
 
 
-@dataclass
-class _LensBlock:
-    """One row group's distributions in scratch buffers: (G, L+1, V) log p and p; (G, L+1) entropy."""
+def compile_by_default(device: torch.device) -> bool:
+    """Whether the sweeps are compiled on ``device`` unless told: ``EVOLENS_COMPILE`` if set, else on CUDA."""
+    setting = os.environ.get(COMPILE_ENV, "").strip()
+    return setting == "1" if setting in ("0", "1") else device.type == "cuda"
 
-    logp: torch.Tensor
-    p: torch.Tensor
-    entropy: torch.Tensor
+
+class _Sweeps:
+    """The two sweep functions, compiled or eager; a failed compilation falls back to eager for good."""
+
+    def __init__(self, compiled: bool, device: torch.device) -> None:
+        self.compiled = compiled
+        self.eager = EagerSweep(device)
+        # dynamic shapes: the row count changes as rows finish, one kernel serves all of them
+        self._sumexp: Callable[..., torch.Tensor] = (
+            torch.compile(chunk_sumexp, dynamic=True) if compiled else chunk_sumexp
+        )
+        self._sums: Callable[..., ChunkSums] = (
+            torch.compile(chunk_sums, dynamic=True) if compiled else chunk_sums
+        )
+
+    def sumexp(self, *args: Any) -> torch.Tensor:
+        return self._call(self._sumexp, self.eager.sumexp, *args)
+
+    def sums(self, *args: Any) -> ChunkSums:
+        return self._call(self._sums, self.eager.sums, *args)
+
+    def _call(self, compiled: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        if not self.compiled:
+            return eager(*args)
+        try:
+            return compiled(*args)
+        except Exception as exc:  # any compiler failure: the eager code computes the same numbers
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); metrics run eagerly", stacklevel=3)
+            self.compiled = False
+            return eager(*args)
+
+
+@dataclass
+class _Sweep:
+    """The vocabulary sums of one lens over one row group: ``ChunkSums`` over all chunks, and lse."""
+
+    sums: ChunkSums
+    lse: torch.Tensor
 
 
 class StepMetricsEngine:
-    """Computes ``StepMetrics`` for one step from the captured states, reusing its buffers across steps.
+    """Computes ``StepMetrics`` for one step from the captured states, reusing its logits buffer across steps.
 
     Args:
         lens: reads the states as logits (``evolens.tracing.lens``).
         top_k: how many top tokens to keep per layer.
         paper_js: also compute the paper's "JS" on the raw logit lens (free when ``lens`` is the raw lens;
             with any other lens it costs a second unembedding of every layer).
-        max_bytes: the most scratch memory one row group may take (all buffers together).
+        max_bytes: the most memory the logits buffer of a row group and the sweep's temporaries may take
+            together (at most half of it goes to the temporaries).
+        compile: compile the sweeps with ``torch.compile`` (None: ``compile_by_default``).
     """
 
     def __init__(
@@ -102,6 +168,7 @@ class StepMetricsEngine:
         top_k: int = 5,
         paper_js: bool = False,
         max_bytes: int = 512 * 2**20,
+        compile: bool | None = None,
     ) -> None:
         self.lens = lens
         self.unembed = lens.unembed
@@ -109,20 +176,28 @@ class StepMetricsEngine:
         self.top_k = min(top_k, self.unembed.vocab_size)
         self.paper_js = paper_js
         self.max_bytes = max_bytes
-        self._buffers: dict[str, torch.Tensor] = {}
+        device = self.unembed.device
+        self.sweeps = _Sweeps(compile_by_default(device) if compile is None else compile, device)
+        self.chunk_entries = CHUNK_ENTRIES.get(device.type, DEVICE_CHUNK_ENTRIES)
+        self._logits: torch.Tensor | None = None
 
     @property
     def scratch_bytes(self) -> int:
-        """Memory held by the scratch buffers now."""
-        return sum(buffer.numel() * buffer.element_size() for buffer in self._buffers.values())
+        """Memory held by the logits buffer and the eager sweep's buffers now."""
+        logits = 0 if self._logits is None else self._logits.numel() * self._logits.element_size()
+        return logits + self.sweeps.eager.scratch_bytes
+
+    def __call__(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
+        """states (G, L+1, d) any dtype, tokens (G,) the emitted ids -> fp32 metrics on the lens device."""
+        return self.metrics64(states, tokens).float32()
 
     @torch.inference_mode()
-    def __call__(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
-        """states (G, L+1, d) any dtype, tokens (G,) the emitted ids -> metrics on the lens device."""
+    def metrics64(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
+        """The metrics as computed, in float64 (``__call__`` rounds them to fp32, as traces store them)."""
         states = states.to(self.unembed.device, torch.float32)
         tokens = tokens.to(self.unembed.device, torch.int64)
-        per_row = SCRATCH_BYTES_PER_ENTRY * states.shape[1] * self.unembed.vocab_size
-        group = max(1, self.max_bytes // per_row)
+        per_row = 4 * states.shape[1] * self.unembed.vocab_size
+        group = max(1, (self.max_bytes - self._chunk_entries() * SWEEP_BYTES_PER_ENTRY) // per_row)
         parts = [
             self._group(states[start : start + group], tokens[start : start + group])
             for start in range(0, states.shape[0], group)
@@ -130,85 +205,121 @@ class StepMetricsEngine:
         return parts[0] if len(parts) == 1 else StepMetrics.cat(parts)
 
     def _group(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
-        block = self._distributions(states, self.lens)
-        logp, p, entropy = block.logp, block.p, block.entropy
-        token_logp = logp.gather(-1, tokens.view(-1, 1, 1).expand(*logp.shape[:2], 1))
-        rank = torch.gt(logp, token_logp, out=self._flags(logp.shape)).sum(-1, dtype=torch.int32)
-        top_logp, top_ids = largest(logp, self.top_k)
-        last_p = p[:, -1:]
-        next_slogs = self._mixture_slogs(p[:, :-1], p[:, 1:])
-        last_slogs = self._mixture_slogs(p, last_p)
-        last_cross = self._dot(logp, last_p)
-        paper = None  # computed last: the raw lens of the normed mode reuses the scratch buffers
-        if self.paper_js:
-            raw = block if self.lens is self.raw_lens else self._distributions(states, self.raw_lens)
-            paper = self._paper_js(raw)
-        jsd_last = jsd_from_sums(last_slogs, entropy, entropy[:, -1:])
-        kl_last = kl_from_sums(entropy[:, -1:], last_cross)
-        jsd_last[:, -1] = kl_last[:, -1] = 0.0  # p_L against itself: exactly 0, not fp32 rounding
-        return StepMetrics(
-            prob=token_logp.squeeze(-1).exp(),
-            rank=rank,
-            entropy=entropy,
-            jsd_next=jsd_from_sums(next_slogs, entropy[:, :-1], entropy[:, 1:]),
-            jsd_last=jsd_last,
-            kl_last=kl_last,
-            paper_js=paper,
-            topk_ids=top_ids.to(torch.int32),
-            topk_probs=top_logp.exp(),
-        )
+        logits = self._lens_logits(states, self.lens)
+        token_logit = logits.gather(-1, tokens.view(-1, 1, 1).expand(*logits.shape[:2], 1))
+        paper_here = self.paper_js and self.lens is self.raw_lens
+        sweep = self._sweep(logits, token_logit, full=True, paper=paper_here)
+        top_logits, top_ids = _top_k(logits, sweep.sums.block_max, self.top_k)  # type: ignore[arg-type]
+        paper = None
+        if paper_here:
+            paper = self._paper_js(sweep)
+        elif self.paper_js:  # last: the raw lens reuses the logits buffer
+            raw = self._lens_logits(states, self.raw_lens)
+            paper = self._paper_js(self._sweep(raw, token_logit, full=False, paper=True))
+        return _finish(sweep, token_logit, top_logits, top_ids, paper)
 
-    def _distributions(self, states: torch.Tensor, lens: Lens) -> _LensBlock:
-        """log p and p of every lens layer in scratch buffers, and their entropy: (G, L+1, ·)."""
+    def _lens_logits(self, states: torch.Tensor, lens: Lens) -> torch.Tensor:
+        """The lens logits of every lens layer in the reused buffer: (G, L+1, V) fp32."""
         shape = (*states.shape[:2], self.unembed.vocab_size)
-        logits = lens.layer_logits(states, out=self._buffer("p", shape))
-        logp = torch.log_softmax(logits, -1, out=self._buffer("logp", shape))
-        p = torch.clamp(logp, min=EXP_FLOOR, out=logits).exp_()  # the logits are no longer needed
-        return _LensBlock(logp, p, -self._dot(p, logp))
+        size = shape[0] * shape[1] * shape[2]
+        if self._logits is None or self._logits.numel() < size:
+            self._logits = torch.empty(size, device=self.unembed.device)
+        return lens.layer_logits(states, out=self._logits[:size].view(shape))
 
-    def _mixture_slogs(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """sum_v s_v log s_v for s = first + second (broadcast), (G, n, V) -> (G, n)."""
-        shape = torch.broadcast_shapes(first.shape, second.shape)
-        mixture = torch.add(first, second, out=self._buffer("mixture", shape))
-        logs = torch.log(mixture, out=self._buffer("logs", shape))
-        return logs.mul_(mixture).sum(-1)
+    def _sweep(self, logits: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool) -> _Sweep:
+        """Both sweeps over the vocabulary chunks of one lens's logits (G, L+1, V)."""
+        rows, layers, vocab = logits.shape
+        width = _chunk_width(rows * layers, vocab, self._chunk_entries())
+        chunks = [logits[..., start : start + width] for start in range(0, vocab, width)]
+        shift = logits.amax(-1, keepdim=True).to(ACCUMULATE)
+        total = sum(self.sweeps.sumexp(chunk, shift) for chunk in chunks)
+        lse = shift + torch.log(total).unsqueeze(-1)  # type: ignore[arg-type]
+        parts = [self.sweeps.sums(chunk, lse, token_logit, full, paper) for chunk in chunks]
+        return _Sweep(_add(parts), lse)
 
-    def _dot(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        """sum_v first * second (broadcast), (G, n, V) -> (G, n), through the "logs" scratch buffer.
+    def _chunk_entries(self) -> int:
+        """Entries per sweep chunk: the device's choice, within half of ``max_bytes``."""
+        return max(1, min(self.chunk_entries, self.max_bytes // (2 * SWEEP_BYTES_PER_ENTRY)))
 
-        An elementwise product then a pairwise-summed reduction: a batched matrix product would sum the
-        V terms one after the other and lose ~1e-3 in fp32 on a 262k vocabulary.
-        """
-        shape = torch.broadcast_shapes(first.shape, second.shape)
-        return torch.mul(first, second, out=self._buffer("logs", shape)).sum(-1)
-
-    def _paper_js(self, raw: _LensBlock) -> torch.Tensor:
-        """The paper's "JS" between consecutive layers of the raw lens, (G, L)."""
-        p, logp, entropy = raw.p, raw.logp, raw.entropy
+    def _paper_js(self, sweep: _Sweep) -> torch.Tensor:
+        """The paper's "JS" between consecutive layers of the raw lens, (G, L) fp32."""
+        sums, entropy = sweep.sums, -sweep.sums.p_logp
         return paper_js_from_sums(
-            self._mixture_slogs(p[:, :-1], p[:, 1:]),
+            sums.next_slogs,
             entropy[:, :-1],
             entropy[:, 1:],
-            self._dot(p[:, 1:], logp[:, :-1]),
-            self._dot(p[:, :-1], logp[:, 1:]),
+            sums.next_cross,  # type: ignore[arg-type]
+            sums.prev_cross,  # type: ignore[arg-type]
             self.unembed.vocab_size,
         )
 
-    def _flags(self, shape: torch.Size) -> torch.Tensor:
-        """A reusable boolean scratch tensor of ``shape`` (for comparisons)."""
-        size = shape.numel()
-        flags = self._buffers.get("flags")
-        if flags is None or flags.numel() < size:
-            flags = self._buffers["flags"] = torch.empty(size, dtype=torch.bool, device=self.unembed.device)
-        return flags[:size].view(shape)
 
-    def _buffer(self, name: str, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
-        """A reusable fp32 scratch tensor of ``shape`` (grown when too small, never shrunk)."""
-        size = 1
-        for n in shape:
-            size *= n
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < size:
-            buffer = torch.empty(size, device=self.unembed.device)
-            self._buffers[name] = buffer
-        return buffer[:size].view(shape)
+def _chunk_width(row_layers: int, vocab: int, chunk_entries: int) -> int:
+    """Vocabulary entries per chunk: a multiple of ``BLOCK`` near ``chunk_entries / row_layers``, <= V."""
+    return min(vocab, max(BLOCK, chunk_entries // row_layers // BLOCK * BLOCK))
+
+
+def _add(parts: list[ChunkSums]) -> ChunkSums:
+    """The chunks' sums added up (block maxima concatenated in vocabulary order)."""
+    joined: dict[str, Any] = {}
+    for name in ChunkSums._fields:
+        values = [getattr(part, name) for part in parts]
+        if values[0] is None:
+            joined[name] = None
+        elif name == "block_max":
+            joined[name] = torch.cat(values, dim=-1)
+        else:
+            joined[name] = torch.stack(values).sum(0)
+    return ChunkSums(**joined)
+
+
+def _top_k(logits: torch.Tensor, block_max: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k largest logits of each row-layer and their ids, most likely first: (G, n, k) twice.
+
+    Only the k blocks with the largest maxima can hold them, so k * BLOCK candidates are searched.
+    """
+    vocab = logits.shape[-1]
+    if block_max.shape[-1] <= k:
+        values, ids = torch.topk(logits, k, dim=-1)
+        return values, ids
+    first = block_max.topk(k, dim=-1).indices.unsqueeze(-1) * BLOCK
+    candidates = (first + torch.arange(BLOCK, device=logits.device)).flatten(-2)
+    inside = candidates < vocab  # the last block may be shorter
+    values = logits.gather(-1, candidates.clamp_max(vocab - 1)).masked_fill(~inside, float("-inf"))
+    values, chosen = values.topk(k, dim=-1)
+    return values, candidates.gather(-1, chosen)
+
+
+def _finish(
+    sweep: _Sweep,
+    token_logit: torch.Tensor,
+    top_logits: torch.Tensor,
+    top_ids: torch.Tensor,
+    paper: torch.Tensor | None,
+) -> StepMetrics:
+    """The float64 metrics from the float64 sums (formulas in ``evolens.tracing.metrics``)."""
+    sums, lse = sweep.sums, sweep.lse
+    entropy = -sums.p_logp
+    last = entropy[:, -1:]
+    jsd_next = jsd_from_sums(sums.next_slogs, entropy[:, :-1], entropy[:, 1:])
+    jsd_last = torch.cat(
+        [
+            jsd_from_sums(sums.last_slogs, entropy[:, :-2], last),  # type: ignore[arg-type]
+            jsd_next[:, -1:],  # p_{L-1} + p_L is the last consecutive mixture
+            torch.zeros_like(last),  # p_L against itself: exactly 0
+        ],
+        dim=-1,
+    )
+    kl_last = kl_from_sums(last, sums.last_cross)  # type: ignore[arg-type]
+    kl_last[:, -1] = 0.0
+    return StepMetrics(
+        prob=(token_logit.squeeze(-1) - lse.squeeze(-1)).exp(),
+        rank=sums.above.to(torch.int32),  # type: ignore[union-attr]
+        entropy=entropy,
+        jsd_next=jsd_next.clamp_max(LN2_FLOAT32),
+        jsd_last=jsd_last.clamp_max(LN2_FLOAT32),
+        kl_last=kl_last,
+        paper_js=paper,
+        topk_ids=top_ids.to(torch.int32),
+        topk_probs=(top_logits - lse).exp(),
+    )

@@ -1,0 +1,40 @@
+"""The benchmark scripts run and report what they claim: the GPU benchmark on tiny configs on the CPU, the
+layer-skip ceilings and the trace-overhead ratios on known answers."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from benchmarks import bench_layer_skip, gpu_overhead, trace_overhead
+
+
+def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    argv = ["gpu_overhead.py", "--tiny", "--device", "cpu", "--models", "llava-1.5-7b"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--batch-sizes", "1,2", "--tokens", "3", "--repeats", "1"])
+    gpu_overhead.main()
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["benchmark"] == "gpu_overhead" and report["settings"]["tiny"] is True
+    model = report["models"]["llava-1.5-7b"]
+    assert model["vocab"] == 32064 and model["layers"] == 2
+    assert model["adapter_check_max_abs_diff"] < 1e-3
+    for batch in ("1", "2"):
+        row = model["batches"][batch]
+        assert set(row["seconds"]) == {"plain", "floor", "traced"}
+        assert all(seconds > 0 for seconds in row["seconds"].values())
+        assert row["traced_over_floor"] == pytest.approx(row["seconds"]["traced"] / row["seconds"]["floor"])
+        assert row["sweeps_compiled"] is False  # the CPU runs the eager sweeps unless EVOLENS_COMPILE=1
+
+
+def test_layer_skip_ceilings_known_answers() -> None:
+    assert bench_layer_skip.ceiling(30, 15, 0.0) == pytest.approx(2.0)
+    assert bench_layer_skip.ceiling(30, 15, 7.0) == pytest.approx(37 / 22)
+    assert bench_layer_skip.ceiling(30, 0, 7.0) == 1.0
+    # the README's old claim (2.47x for 15 of 30) exceeds even the free-head ceiling
+    assert bench_layer_skip.ceiling(30, 15, 0.0) < 2.47
+
+
+def test_trace_overhead_ratios_use_the_methods_that_ran() -> None:
+    ratios = trace_overhead.ratios_of({"plain": 2.0, "floor": 4.0, "ours": 5.0, "paper": 50.0})
+    assert ratios == {"a_ours_over_plain": 2.5, "b_ours_over_floor": 1.25, "c_paper_over_ours": 10.0}
