@@ -23,7 +23,18 @@ def _root() -> None:
     """How knowledge evolves, layer by layer, inside vision-language models while they generate text."""
 
 
-COMMAND_MODULES = ("demo", "models", "trace", "analyze", "compare", "skip", "hallucination", "run", "verify")
+COMMAND_MODULES = (
+    "demo",
+    "models",
+    "trace",
+    "analyze",
+    "compare",
+    "skip",
+    "hallucination",
+    "run",
+    "verify",
+    "train_lens",
+)
 
 
 def _register_commands() -> None:
