@@ -370,20 +370,33 @@ def _resume(
 def _check_same_run(
     out: Path, loaded: LoadedModel, samples: Sequence[Sample], settings: LensTrainingSettings
 ) -> None:
-    """``out/training.json`` records model, data and settings; a rerun with others is a usage error."""
-    record = {
-        "model": loaded.name,
-        "revision": loaded.revision,
-        "samples_sha256": samples_fingerprint(samples),
-        "settings": asdict(settings),
-    }
-    existing = atomic.read_json(out / SETTINGS)
-    if existing is not None and existing != json.loads(json.dumps(record)):
-        changed = [key for key in record if existing.get(key) != json.loads(json.dumps(record[key]))]
-        raise UsageError(
-            f"{out} holds a lens trained with other {', '.join(changed)}; choose another --out "
-            "(or the same command to resume)"
+    """``out/training.json`` records model, data and settings. A rerun must generate the same data (model,
+    samples, generation settings, split); other training settings may change only before training started
+    (no checkpoint, no finished lens), so that collected states are reused."""
+    record = json.loads(
+        json.dumps(
+            {
+                "model": loaded.name,
+                "revision": loaded.revision,
+                "samples_sha256": samples_fingerprint(samples),
+                "settings": asdict(settings),
+            }
         )
+    )
+    existing = atomic.read_json(out / SETTINGS)
+    if existing is not None and existing != record:
+        data_keys = ("max_new_tokens", "generation_batch_size", "held_out")
+        changed = [key for key in ("model", "revision", "samples_sha256") if existing.get(key) != record[key]]
+        old, new = existing.get("settings") or {}, record["settings"]
+        changed += [key for key in data_keys if old.get(key) != new[key]]
+        started = (out / CHECKPOINT).is_file() or (out / MANIFEST).is_file()
+        if started:
+            changed += [key for key in new if key not in data_keys and old.get(key) != new[key]]
+        if changed:
+            raise UsageError(
+                f"{out} holds a lens trained with other settings ({', '.join(changed)}); "
+                "choose another --out (or the same command to resume)"
+            )
     out.mkdir(parents=True, exist_ok=True)
     atomic.write_json(out / SETTINGS, record)
 
