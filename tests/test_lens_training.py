@@ -4,6 +4,7 @@ one line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -155,3 +156,20 @@ def test_command_line_lens_errors_are_one_line(
     )
     assert code == 2
     assert message in one_error_line(capsys.readouterr().err)
+
+
+def test_training_settings_may_change_before_training_starts(tiny_llama: LoadedModel, tmp_path: Path) -> None:
+    samples = resolve_samples(None, PROMPTS)
+
+    def stop_after_generation(message: str) -> None:
+        if message.startswith("data:"):
+            raise SimulatedKillError
+
+    with pytest.raises(SimulatedKillError):
+        train_lens(tiny_llama, samples, tmp_path, SETTINGS, report=stop_after_generation)
+    shards = sorted((tmp_path / SHARDS).iterdir())
+    fewer_steps = dataclasses.replace(SETTINGS, steps=3, optimizer="adam")
+    manifest = train_lens(tiny_llama, samples, tmp_path, fewer_steps)
+    assert manifest["training"]["steps"] == 3 and sorted((tmp_path / SHARDS).iterdir()) == shards
+    with pytest.raises(UsageError, match=r"other settings \(max_new_tokens\)"):
+        train_lens(tiny_llama, samples, tmp_path, dataclasses.replace(fewer_steps, max_new_tokens=5))
