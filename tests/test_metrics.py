@@ -169,7 +169,9 @@ def test_engine_invariants(lens: Unembed, states_and_tokens) -> None:
     assert bool(((fused.jsd_next >= 0) & (fused.jsd_next <= LN2)).all())
     assert bool((fused.jsd_last[:, -1] == 0).all() and (fused.kl_last[:, -1] == 0).all())
     repeated = torch.cat([states[:, :2], states[:, 1:]], dim=1)  # lens layers 1 and 2 identical
-    assert StepMetricsEngine(logit_lens(lens))(repeated, tokens).jsd_next[:, 1].max() < 1e-5  # fp32 noise floor
+    assert (
+        StepMetricsEngine(logit_lens(lens))(repeated, tokens).jsd_next[:, 1].max() < 1e-5
+    )  # fp32 noise floor
     assert bool((fused.topk_probs[..., :-1] >= fused.topk_probs[..., 1:]).all())
     top1 = fused.topk_ids[..., 0] == tokens[:, None]
     assert torch.equal(fused.rank == 0, top1)

@@ -157,3 +157,31 @@ def test_hidden_states_file(tmp_path: Path) -> None:
     stored = load_file(str(tmp_path / "hidden" / "a.safetensors"))
     assert stored["hidden"].dtype == np.float16 and stored["hidden"].shape == (2, 3, 8)
     np.testing.assert_array_equal(stored["layers"], [0, 2, 4])
+
+
+def test_any_sample_id_gets_its_own_hidden_file_and_reads_back(tmp_path: Path) -> None:
+    """Ids are kept verbatim; the hidden-state file name is made safe without ever colliding."""
+    from evolens.io.store import file_stem, hidden_path
+    from evolens.io.trace import load_trace
+
+    ids = ["<script>alert(5)</script>", "<script>alert(6)</script>", "animals/cat", "../escape", "plain-1"]
+    records = []
+    for index, sample_id in enumerate(ids):
+        sample = record(sample_id, 2, index)
+        sample.hidden = {"hidden": torch.full((2, 3, 8), float(index)).half()}
+        sample.group = "animals" if index % 2 else None
+        records.append(sample)
+    TraceWriter.open(tmp_path, META).write(records)
+    stems = [file_stem(sample_id) for sample_id in ids]
+    assert len(set(stems)) == len(ids) and stems[-1] == "plain-1"
+    assert all("/" not in stem and not stem.startswith(".") for stem in stems)
+    assert sorted(p.name for p in (tmp_path / "hidden").iterdir()) == sorted(
+        f"{s}.safetensors" for s in stems
+    )
+    trace = load_trace(tmp_path)
+    groups = [group if isinstance(group, str) else None for group in trace.samples["group"]]
+    assert trace.sample_ids == ids and groups == [None, "animals", None, "animals", None]
+    for index, sample_id in enumerate(ids):
+        assert hidden_path(tmp_path, sample_id).parent == tmp_path / "hidden"
+        stored = trace.hidden(sample_id)
+        assert stored is not None and float(stored.states[0, 0, 0]) == index

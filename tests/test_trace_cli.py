@@ -14,8 +14,8 @@ from evolens.data.images import file_sha256
 from evolens.io.store import read_trace
 from evolens.models import LoadedModel
 from evolens.tracing.tracer import trace
+from tests.models.builders.llava import build_tiny_llava
 from tests.models.conftest import save_and_load
-from tests.models.test_family_llava import build_tiny_llava
 
 
 @pytest.fixture(scope="module")

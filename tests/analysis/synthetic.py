@@ -155,9 +155,15 @@ def _list_column(values: np.ndarray, dtype: pa.DataType) -> pa.Array:
 
 
 def write_trace(
-    directory: Path, samples: list[SampleArrays], model: str = "synthetic", lens: str = "normed", **meta
+    directory: Path,
+    samples: list[SampleArrays],
+    model: str = "synthetic",
+    lens: str = "normed",
+    groups: list[str | None] | None = None,
+    **meta,
 ) -> Path:
-    """Write ``samples`` as a trace directory (meta.json, samples/, steps/, hidden/); returns it."""
+    """Write ``samples`` as a trace directory (meta.json, samples/, steps/, hidden/); returns it.
+    ``groups``: a ``group`` label per sample (a class subfolder), None for a sample without one."""
     directory.mkdir(parents=True, exist_ok=True)
     n_layers = samples[0].jsd_next.shape[1]
     k = samples[0].topk_ids.shape[2]
@@ -189,6 +195,8 @@ def write_trace(
             "ground_truth": pa.array([None for _ in samples], pa.string()),
         }
     )
+    if groups is not None:
+        sample_table = sample_table.append_column("group", pa.array(groups, pa.string()))
     pq.write_table(sample_table, directory / "samples" / "part-00000.parquet")
     for index, s in enumerate(samples):
         n = len(s.tokens)

@@ -206,3 +206,56 @@ def test_compare_lenses_on_the_same_inputs(planted_trace_dir: Path, tmp_path: Pa
         == 0
     )
     assert json.loads((tmp_path / "o" / "compare.json").read_text())["same_inputs"] is False
+
+
+def test_capped_and_unanswered_images_are_noted(planted_trace_dir: Path, tmp_path: Path) -> None:
+    """Defect: the many-images map silently dropped images that never said the answer, and silently
+    capped the number of images (max_answer_images, documented nowhere a user would look)."""
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
+
+    options = AnalyzeOptions(
+        figures=True, n_boot=20, projections=("pca",), max_answer_images=3, answer=["red"]
+    )
+    notes = analyze(planted_trace_dir, tmp_path / "capped", options).summary["notes"]
+    assert any("uses the first 3 of 4 images" in note for note in notes), notes
+    options = AnalyzeOptions(figures=True, n_boot=20, projections=("pca",), answer=["big"])
+    result = analyze(planted_trace_dir, tmp_path / "words", options)
+    answered = {sample for entry in result.summary["features"]["answer"] for sample in entry["samples"]}
+    assert answered == {"shape-0", "shape-1", "shape-2", "shape-3"}
+    from dataclasses import replace
+
+    from tests.analysis.conftest import planted_trace_samples
+    from tests.analysis.synthetic import write_trace
+
+    samples = planted_trace_samples()
+    samples[3] = replace(samples[3], tokens=[t.replace(" red", " blue") for t in samples[3].tokens])
+    mixed = write_trace(tmp_path / "mixed" / "trace", samples, model="synthetic-vlm")
+    options = AnalyzeOptions(figures=True, n_boot=20, projections=("pca",), answer=["red"])
+    result = analyze(mixed, tmp_path / "mixed" / "analysis", options)
+    assert any("1 of 4 images never gave the answer" in note and "shape-3" in note for note in result.notes)
+    assert result.summary["notes"] == result.notes
+
+
+def test_answer_map_views_carry_groups_answers_and_explained_variance(tmp_path: Path) -> None:
+    """Issue 15, item 5: the many-images map names the answer words, keeps each sample's group label (None
+    where a sample has none) for the report, and the PCA view holds its explained variance."""
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
+    from tests.analysis.conftest import planted_trace_samples
+    from tests.analysis.synthetic import write_trace
+
+    trace = write_trace(
+        tmp_path / "trace", planted_trace_samples(n_samples=4), groups=["flowers", None, "fruit", "flowers"]
+    )
+    options = AnalyzeOptions(answer=["red"], projections=("pca",), n_boot=20)
+    result = analyze(trace, tmp_path / "out", options)
+    view = json.loads((tmp_path / "out" / "features" / "features_answer_1_pca.json").read_text())
+    by_sample = dict(zip(view["sample_id"], view["sample_group"], strict=True))
+    assert by_sample == {"shape-0": "flowers", "shape-1": None, "shape-2": "fruit", "shape-3": "flowers"}
+    assert set(view["answer"]) == {"red"} and "answers: 'red' x4" in view["title"]
+    assert len(view["explained"]) == 2 and 0 < view["explained"][1] <= view["explained"][0] < 1
+    assert (tmp_path / "out" / "features_answer_1_pca.png").is_file() and result.figures
+
+
+def test_views_of_samples_without_groups_have_no_group_labels(analysis_dir: Path) -> None:
+    view = json.loads((analysis_dir / "features" / "features_answer_1_pca.json").read_text())
+    assert "sample_group" not in view

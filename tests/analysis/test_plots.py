@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
-from matplotlib.collections import PathCollection
 
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
-from evolens.analysis.features import answer_points, embed_2d, separation_by_layer
 from evolens.analysis.single_token import candidate_curves, heatmap_data, lens_grid
-from evolens.analysis.stages import detect_stages
+from evolens.analysis.stages import build_stages, detect_stages
 from evolens.io.trace import load_trace
-from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import cell_text, plot_heatmap
 from evolens.plots.layer_curves import plot_comparison, plot_layer_statistics
 from evolens.plots.lens_grid import plot_lens_grid
@@ -72,22 +71,6 @@ def test_layer_curves_draw_the_means(exact_trace: ExactTrace) -> None:
     assert labels[0].startswith("a (n=16)") and any(label.startswith("b (n=16)") for label in labels)
 
 
-def test_feature_map_colours_points_by_stage(planted_trace_dir) -> None:
-    trace = load_trace(planted_trace_dir)
-    stages = detect_stages(trace)
-    points = answer_points(trace, trace.sample_ids, 0)
-    xy = embed_2d(points.states, "pca")
-    axes = plot_feature_map(xy, points.rows, stages, "pca", by_sample=True).axes[0]
-    collections = [c for c in axes.collections if isinstance(c, PathCollection)]
-    assert sum(len(c.get_offsets()) for c in collections) == len(points.rows)
-    drawn = np.concatenate([c.get_offsets() for c in collections])
-    assert {tuple(np.round(p, 6)) for p in drawn} == {tuple(np.round(p, 6)) for p in xy}
-    assert len(axes.get_legend().get_texts()) == len(stages.stages) + trace.samples.shape[0]
-    separation = separation_by_layer(points)
-    line = plot_separation(separation, stages).axes[0].get_lines()[-1]
-    np.testing.assert_allclose(line.get_ydata(), separation["dispersion"])
-
-
 def test_figures_are_written_byte_identical(tmp_path, exact_trace: ExactTrace) -> None:
     data = heatmap_data(exact_trace.trace, "img-0")
     first = save_figure(plot_heatmap(data), tmp_path / "a", "heatmap")
@@ -101,9 +84,10 @@ def test_figures_are_written_byte_identical(tmp_path, exact_trace: ExactTrace) -
 @pytest.mark.parametrize(
     ("token", "label"),
     [
-        (" the", "▁the"),
+        (" the", "␣the"),
         ("\n", "↵"),
-        ("$x$", r"\$x\$"),
+        (" \t\n  ", "␣⇥↵␣␣"),
+        ("$x$", "$x$"),
         ("", "∅"),
         ("a" * 20, "a" * 13 + "…"),
         ("\xa0", r"\u00a0"),
@@ -112,3 +96,15 @@ def test_figures_are_written_byte_identical(tmp_path, exact_trace: ExactTrace) -
 )
 def test_token_labels(token: str, label: str) -> None:
     assert token_label(token) == label
+
+
+def test_a_one_layer_stage_reads_layer_n_in_legends(planted_trace_dir) -> None:
+    """Issue 15, item 12: a one-layer stage must read "layer 30", not "layers 30-30"."""
+    trace = load_trace(planted_trace_dir)
+    detected = detect_stages(trace)
+    stages = replace(detected, stages=build_stages(trace.n_layers, 12, trace.n_layers))
+    statistics = statistics_to_dict(layer_statistics(trace, n_boot=10), trace)
+    figure = plot_layer_statistics(statistics, stages, metrics=("jsd_next",), groups=("all",))
+    legend = [t.get_text() for a in figure.axes if a.get_legend() for t in a.get_legend().get_texts()]
+    legend += [t.get_text() for lg in figure.legends for t in lg.get_texts()]
+    assert "mutation (layer 30)" in legend and "stabilization (layers 12-29)" in legend, legend

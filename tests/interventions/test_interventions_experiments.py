@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from evolens.analysis.stages import detect_curves
+from evolens.data.resolve import Sample
 from evolens.errors import InputError
 from evolens.interventions.experiments import (
     Condition,
     Generation,
-    Prompted,
     custom_conditions,
     edit_distance,
     normalised_edit_distance,
@@ -71,7 +71,7 @@ def test_summary_against_the_baseline() -> None:
     plan = LayerPlan.none(4)
     base = Generation(Condition("baseline", "baseline", plan), [[1, 2, 3], [4, 5]], ["a", "b"], 2.0)
     other = Generation(Condition("x", "custom", LayerPlan.of(4, {1})), [[1, 2, 9], [4, 5]], ["c", "d"], 1.0)
-    samples = [Prompted("s0", None, "p"), Prompted("s1", None, "p")]
+    samples = [Sample("s0", None, "p"), Sample("s1", None, "p")]
     summary = summarise(base, other, samples)
     assert summary.agreement.tolist() == pytest.approx([2 / 3, 1.0])
     assert summary.speedup == pytest.approx(2.0)
@@ -90,7 +90,7 @@ def test_summary_scores_shapes_descriptions() -> None:
 
     scene = Scene(3, Background("white", "plain"), (shape("circle", "red"), shape("star", "blue")))
     truth = {"source": "shapes", **scene.to_dict()}
-    samples = [Prompted(f"s{i}", None, "Describe this image.", truth) for i in range(2)]
+    samples = [Sample(f"s{i}", None, "Describe this image.", truth) for i in range(2)]
     plan = LayerPlan.none(4)
     base = Generation(Condition("baseline", "baseline", plan), [[1], [2]], ["", ""], 1.0)
     texts = ["A red circle and a green star.", "Nothing to see."]
@@ -105,13 +105,13 @@ def test_summary_scores_shapes_descriptions() -> None:
 def test_unreadable_images_are_listed_not_fatal(tmp_path) -> None:
     from PIL import Image
 
+    from evolens.data.resolve import open_images
     from evolens.data.rows import DataRow
-    from evolens.interventions.samples import samples_from_rows
 
     good, bad = tmp_path / "good.png", tmp_path / "bad.png"
     Image.new("RGB", (8, 8), (255, 0, 0)).save(good)
     bad.write_bytes(b"not a png")
     rows = [DataRow("good", good, "Describe."), DataRow("bad", bad, "Describe.")]
-    samples, failures = samples_from_rows(rows, vision=True)
-    assert [s.sample_id for s in samples] == ["good"] and samples[0].image.size == (8, 8)
-    assert len(failures) == 1 and failures[0].startswith("bad: ")
+    samples, images, failures = open_images(rows, vision=True)
+    assert [s.sample_id for s in samples] == ["good"] and images[0] is not None and images[0].size == (8, 8)
+    assert [f["sample_id"] for f in failures] == ["bad"] and "bad.png" in str(failures[0]["error"])

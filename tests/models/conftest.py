@@ -1,13 +1,16 @@
-"""Shared builders for the per-family adapter tests: devices, a test image, tokenizers, save-and-load.
+"""Fixtures of the model-family tests: two test images and the tiny models of the builder table.
 
-Every family test builds a tiny random model from its config class and a processor assembled locally
-(no hub), saves both with ``save_pretrained`` and loads them back through ``evolens.load_model``, so the
-real path (``config.architectures`` -> adapter lookup -> auto class) is what gets tested.
+Every tiny model is built from its config and a processor assembled locally (no hub; see
+``tests/models/builders``), saved with ``save_pretrained`` and loaded back through ``evolens.load_model``,
+so the real path (``config.architectures`` -> adapter lookup -> auto class) is what gets tested. Each
+(model, device) is built once per session and shared by the conformance suite and the family files.
+Tests ask for ``tiny_model`` under ``@over(rows)`` (tests.models.builders), which gives them ``family`` (the
+table row) and ``device_dtype`` (("cpu", float32) always; ("cuda", bfloat16) when a GPU is present).
 """
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +22,9 @@ from torch import nn
 
 from evolens.models import LoadedModel, load_model
 from tests.conftest import randomize_norms
+from tests.models.builders import TinyFamily
 
-DEVICE_DTYPES = [
-    pytest.param(("cpu", torch.float32), id="cpu-fp32"),
-    pytest.param(
-        ("cuda", torch.bfloat16),
-        id="cuda-bf16",
-        marks=[
-            pytest.mark.gpu,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
-        ],
-    ),
-]
-
-
-@pytest.fixture(scope="session", params=DEVICE_DTYPES)
-def device_dtype(request: pytest.FixtureRequest) -> tuple[str, torch.dtype]:
-    """("cpu", float32) always; ("cuda", bfloat16) when a GPU is present (skipped otherwise).
-
-    Session-scoped so a family's model can be built and loaded once per module and device.
-    """
-    return request.param
+DeviceDtype = tuple[str, torch.dtype]
 
 
 @pytest.fixture(scope="session")
@@ -59,53 +44,6 @@ def second_image() -> Image.Image:
     return Image.fromarray(pixels, mode="RGB")
 
 
-def tokenizer_with_tokens(
-    tokenizer: Any, special_tokens: list[str], chat_template: str | None = None, **named: str
-) -> Any:
-    """A copy of ``tokenizer`` with ``special_tokens`` added (and ``named`` ones, e.g. image_token="<image>").
-
-    The original (a session fixture shared by every test) is never modified.
-    """
-    copied = copy.deepcopy(tokenizer)
-    extra = {"additional_special_tokens": [*special_tokens]} if special_tokens else {}
-    copied.add_special_tokens({**extra, **named}, replace_extra_special_tokens=False)
-    if chat_template is not None:
-        copied.chat_template = chat_template
-    return copied
-
-
-def tiny_decoder_kwargs(tokenizer: Any, **overrides: Any) -> dict[str, Any]:
-    """Config kwargs for a tiny Llama-like decoder (hidden 64, 2 layers) sized to ``tokenizer``."""
-    kwargs: dict[str, Any] = {
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 1024,
-        "tie_word_embeddings": False,
-        "bos_token_id": tokenizer.bos_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-        "pad_token_id": tokenizer.pad_token_id,
-    }
-    kwargs.update(overrides)
-    return kwargs
-
-
-def tiny_vision_kwargs(side: int, patch: int) -> dict[str, Any]:
-    """Config kwargs for a tiny ViT (CLIP or SigLIP vision tower: hidden 32, 2 layers) on ``side``-pixel
-    images cut into ``patch``-pixel patches."""
-    return {
-        "hidden_size": 32,
-        "intermediate_size": 64,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 2,
-        "image_size": side,
-        "patch_size": patch,
-    }
-
-
 def save_and_load(
     model: nn.Module, processor: Any, tmp_path: Path, device: str = "cpu", dtype: torch.dtype = torch.float32
 ) -> LoadedModel:
@@ -116,13 +54,35 @@ def save_and_load(
     return load_model(str(tmp_path), device=device, dtype=dtype)
 
 
-# A chat template in the shape most VLM processors expect: images as {"type": "image"} parts.
-GENERIC_VLM_CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}{{ '<image>' }}"
-    "{% else %}{{ part['text'] }}{% endif %}{% endfor %}{{ '<|im_end|>\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+class TinyModels:
+    """The loaded tiny model of each (table row, device), built, saved and loaded on first use."""
+
+    def __init__(self, smollm2_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._tokenizer = smollm2_tokenizer
+        self._tmp_path_factory = tmp_path_factory
+        self._loaded: dict[tuple[str, str, torch.dtype], LoadedModel] = {}
+
+    def get(self, family: TinyFamily, device_dtype: DeviceDtype) -> LoadedModel:
+        """``family``'s model on ``device_dtype``, loaded through ``load_model``."""
+        device, dtype = device_dtype
+        key = (family.id, device, dtype)
+        if key not in self._loaded:
+            model, processor = family.build(self._tokenizer)
+            folder = self._tmp_path_factory.mktemp(family.id.replace("/", "-"))
+            self._loaded[key] = save_and_load(model, processor, folder, device, dtype)
+        return self._loaded[key]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(smollm2_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> TinyModels:
+    """The session's cache of tiny models (a few tens of MB each, mostly SmolLM2's 49k-row vocabulary)."""
+    return TinyModels(smollm2_tokenizer, tmp_path_factory)
+
+
+@pytest.fixture
+def tiny_model(family: TinyFamily, device_dtype: DeviceDtype, tiny_models: TinyModels) -> LoadedModel:
+    """The tiny model of the test's ``family`` row on its ``device_dtype`` (both from ``@over(rows)``)."""
+    return tiny_models.get(family, device_dtype)
 
 
 def count_tokens(input_ids: torch.Tensor, token_id: int) -> list[int]:
@@ -130,37 +90,12 @@ def count_tokens(input_ids: torch.Tensor, token_id: int) -> list[int]:
     return (input_ids == token_id).sum(dim=1).tolist()
 
 
-def assert_image_reaches_the_decoder(loaded: LoadedModel, first: Image.Image, second: Image.Image) -> None:
-    """Two different images under the same prompt must give different last-position logits."""
-    with torch.inference_mode():
-        logits = [
-            loaded.model(**loaded.build_inputs(["Describe it."], [image])).logits[0, -1].float()
-            for image in (first, second)
-        ]
-    assert not torch.allclose(logits[0], logits[1])
+def image_or_none(loaded: LoadedModel, image: Image.Image) -> list[Image.Image] | None:
+    """``[image]`` for a vision model, None for a text-only one (``build_inputs``'s images argument)."""
+    return [image] if loaded.adapter.vision else None
 
 
-def assert_batch_equals_one_by_one(
-    loaded: LoadedModel, prompts: list[str], images: list[Image.Image], max_new_tokens: int = 4
-) -> None:
-    """A left-padded batch must emit, row by row, exactly the tokens each row emits alone."""
-    inputs = loaded.build_inputs(prompts, images)
-    assert bool(inputs["attention_mask"][:, -1].all()), "every row must end on a real token (left padding)"
-    batch = loaded.generate(inputs, max_new_tokens=max_new_tokens)
-    for row, (prompt, image) in enumerate(zip(prompts, images, strict=True)):
-        single = loaded.generate(loaded.build_inputs([prompt], [image]), max_new_tokens=max_new_tokens)
-        assert torch.equal(single[0], batch[row]), f"row {row}: batch {batch[row]} != alone {single[0]}"
-
-
-def tokenizer_with_named_tokens(tokenizer: Any, chat_template: str | None = None, **named: str) -> Any:
-    """A copy of ``tokenizer`` with model-specific *named* special tokens (``image_token="<img>"``).
-
-    Processors such as Gemma 3's read them by name (``tokenizer.boi_token``); ``add_special_tokens`` accepts
-    only the standard names, so the names are registered first. They survive save_pretrained/from_pretrained.
-    """
-    copied = copy.deepcopy(tokenizer)
-    copied._set_model_specific_special_tokens(named)
-    copied.add_special_tokens(named)
-    if chat_template is not None:
-        copied.chat_template = chat_template
-    return copied
+def with_adapter(loaded: LoadedModel, **changes: object) -> LoadedModel:
+    """``loaded`` with some adapter fields replaced: a deliberately wrong adapter for the load-time check."""
+    adapter = dataclasses.replace(loaded.adapter, **changes)
+    return LoadedModel("altered", loaded.model, loaded.tokenizer, loaded.processor, adapter)

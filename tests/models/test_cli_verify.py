@@ -8,8 +8,8 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from evolens.cli import main
 from evolens import verify
+from evolens.cli import main
 from evolens.models import LoadedModel
 from evolens.models.check import CheckResult
 

@@ -1,6 +1,7 @@
 """A synthetic run folder for report tests: a trace following docs/trace-format.md (with a ``vocab.json`` of
-its 12 token strings), a summary.json, a feature view, a skip.json and a PNG figure, all made from random
-next-token distributions with numpy alone."""
+its token strings), a summary.json, a feature view, a skip.json, a hallucination.json and a PNG figure, all
+made from random next-token distributions with numpy alone. Sample ids, prompts, the vocabulary and the
+depth can be chosen (e.g. hostile text, a 32-layer model)."""
 
 from __future__ import annotations
 
@@ -26,17 +27,19 @@ def jsd(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return kl(p, m) / 2 + kl(q, m) / 2
 
 
-def distributions(rng: np.random.Generator, n_steps: int) -> np.ndarray:
+def distributions(
+    rng: np.random.Generator, n_steps: int, n_layers: int = N_LAYERS, vocab_size: int = len(VOCAB)
+) -> np.ndarray:
     """(n_steps, L+1, V) distributions sharpening with depth towards a random token (the emitted one)."""
-    logits = rng.normal(size=(n_steps, N_LAYERS + 1, len(VOCAB)))
-    target = rng.integers(0, len(VOCAB), size=n_steps)
-    depth = np.linspace(0, 6, N_LAYERS + 1)
+    logits = rng.normal(size=(n_steps, n_layers + 1, vocab_size))
+    target = rng.integers(0, vocab_size, size=n_steps)
+    depth = np.linspace(0, 6, n_layers + 1)
     logits[np.arange(n_steps), :, target] += depth
     exp = np.exp(logits - logits.max(-1, keepdims=True))
     return exp / exp.sum(-1, keepdims=True)
 
 
-def sample_tables(sample_id: str, dists: np.ndarray) -> dict[str, list]:
+def sample_tables(sample_id: str, dists: np.ndarray, vocab: list[str] = VOCAB) -> dict[str, list]:
     emitted = dists[:, -1].argmax(-1)
     prob = dists[np.arange(len(emitted)), :, emitted]
     order = np.argsort(-dists, -1, kind="stable")
@@ -47,7 +50,7 @@ def sample_tables(sample_id: str, dists: np.ndarray) -> dict[str, list]:
         "sample_id": [sample_id] * len(emitted),
         "step": list(range(len(emitted))),
         "token_id": emitted.tolist(),
-        "token": [VOCAB[i] for i in emitted],
+        "token": [vocab[i] for i in emitted],
         "prob": prob.tolist(),
         "rank": rank.tolist(),
         "entropy": (-(dists * np.log(dists)).sum(-1)).tolist(),
@@ -77,33 +80,49 @@ STEP_TYPES = {
 }
 
 
-def write_synthetic_run(root: Path, n_samples: int = 3, seed: int = 0) -> dict[str, Path]:
-    """Write trace/, analysis/ (summary.json, features/, a figure) and skip.json under ``root``."""
+def write_synthetic_run(
+    root: Path,
+    n_samples: int = 3,
+    seed: int = 0,
+    n_layers: int = N_LAYERS,
+    vocab: list[str] = VOCAB,
+    sample_ids: list[str] | None = None,
+    prompts: list[str] | None = None,
+    steps: list[int] | None = None,
+) -> dict[str, Path]:
+    """Write trace/, analysis/ (summary.json, features/, a figure), skip.json and hallucination.json under
+    ``root``; sample i has id ``sample_ids[i]`` (default scene-i), prompt ``prompts[i]`` and ``steps[i]``
+    generated tokens (default 5 + 2i)."""
     rng = np.random.default_rng(seed)
+    sample_ids = sample_ids or [f"scene-{index}" for index in range(n_samples)]
+    prompts = prompts or [
+        "Describe this image." if index % 2 == 0 else "What is the color of the shape?"
+        for index in range(n_samples)
+    ]
+    steps = steps or [5 + 2 * index for index in range(n_samples)]
     trace = root / "trace"
     for folder in ("samples", "steps"):
         (trace / folder).mkdir(parents=True, exist_ok=True)
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
     sample_rows = []
-    for index in range(n_samples):
-        sample_id = f"scene-{index}"
-        dists = distributions(rng, n_steps=5 + 2 * index)
-        steps = sample_tables(sample_id, dists)
+    for index, sample_id in enumerate(sample_ids):
+        dists = distributions(rng, steps[index], n_layers, len(vocab))
+        tables = sample_tables(sample_id, dists, vocab)
         pq.write_table(
-            pa.table(steps, schema=pa.schema(STEP_TYPES)), trace / "steps" / f"part-{index:05d}.parquet"
+            pa.table(tables, schema=pa.schema(STEP_TYPES)), trace / "steps" / f"part-{index:05d}.parquet"
         )
-        image = images / f"{sample_id}.png"
+        image = images / f"image-{index}.png"
         Image.new("RGB", (64, 64), (40 * index % 255, 120, 200)).save(image)
         sample_rows.append(
             {
                 "sample_id": sample_id,
                 "image": str(image),
                 "image_sha256": None,
-                "prompt": "Describe this image." if index % 2 == 0 else "What is the color of the shape?",
-                "text": "".join(steps["token"]).strip(),
-                "token_ids": steps["token_id"],
-                "n_steps": len(steps["token_id"]),
+                "prompt": prompts[index],
+                "text": "".join(tables["token"]).strip(),
+                "token_ids": tables["token_id"],
+                "n_steps": len(tables["token_id"]),
                 "ground_truth": None,
             }
         )
@@ -113,8 +132,8 @@ def write_synthetic_run(root: Path, n_samples: int = 3, seed: int = 0) -> dict[s
         "revision": None,
         "dtype": "float32",
         "lens": "normed",
-        "n_layers": N_LAYERS,
-        "vocab_size": len(VOCAB),
+        "n_layers": n_layers,
+        "vocab_size": len(vocab),
         "top_k": TOP_K,
         "decoding": {"do_sample": False, "max_new_tokens": 16},
         "seed": 0,
@@ -122,45 +141,139 @@ def write_synthetic_run(root: Path, n_samples: int = 3, seed: int = 0) -> dict[s
         "created": "2026-01-01T00:00:00Z",
     }
     (trace / "meta.json").write_text(json.dumps(meta))
-    (trace / "vocab.json").write_text(json.dumps(dict(enumerate(VOCAB))))
+    (trace / "vocab.json").write_text(json.dumps(dict(enumerate(vocab))))
 
     analysis = root / "analysis"
     (analysis / "features").mkdir(parents=True, exist_ok=True)
+    critical, mutation = n_layers * 3 // 8, n_layers  # the mutation stage is one layer: "layer L"
     summary = {
-        "n_layers": N_LAYERS,
-        "critical_layer": 3,
-        "critical_layer_ci": [2.0, 4.0],
-        "mutation_layer": 7,
+        "n_layers": n_layers,
+        "critical_layer": critical,
+        "critical_layer_ci": [critical - 1.0, critical + 1.0],
+        "mutation_layer": mutation,
         "stages": [
-            {"name": "rapid evolution", "start": 0, "end": 2},
-            {"name": "stabilization", "start": 3, "end": 6},
-            {"name": "mutation", "start": 7, "end": 8},
+            {"name": "rapid_evolution", "start": 0, "end": critical - 1},
+            {"name": "stabilization", "start": critical, "end": mutation - 1},
+            {"name": "mutation", "start": mutation, "end": n_layers},
         ],
         "jsd_threshold": 0.05,
+        "notes": ["prompt 'What is the color of the shape?': 1 of 3 images never said an answer word"],
     }
     (analysis / "summary.json").write_text(json.dumps(summary))
-    n_points = 4 * (N_LAYERS + 1)
+    n_points = 4 * (n_layers + 1)
     view = {
-        "title": "t-SNE: one image, every token",
+        "title": "one image, every token",
+        "method": "tsne",
         "x": rng.normal(size=n_points).tolist(),
         "y": rng.normal(size=n_points).tolist(),
-        "layer": [i % (N_LAYERS + 1) for i in range(n_points)],
-        "group": [f"token {i // (N_LAYERS + 1)}" for i in range(n_points)],
+        "layer": [i % (n_layers + 1) for i in range(n_points)],
+        "group": [f"token {i // (n_layers + 1)}" for i in range(n_points)],
     }
     (analysis / "features" / "tsne_tokens.json").write_text(json.dumps(view))
     Image.new("RGB", (120, 80), (200, 180, 240)).save(analysis / "heatmap.png")
-    skip = {
-        "baseline": "no layers skipped",
-        "conditions": [
-            {
-                "condition": "skip stabilization",
-                "layers": [3, 6],
-                "token_agreement": 0.91,
-                "edit_distance": 0.12,
-            },
-            {"condition": "skip mutation", "layers": [7, 7], "token_agreement": 0.75, "edit_distance": 0.3},
-        ],
-    }
     skip_path = root / "skip.json"
-    skip_path.write_text(json.dumps(skip))
-    return {"trace": trace, "analysis": analysis, "skip": skip_path}
+    skip_path.write_text(json.dumps(skip_record(sample_ids, n_layers, critical, mutation)))
+    hallucination_path = root / "hallucination.json"
+    hallucination_path.write_text(json.dumps(hallucination_record(n_layers, critical, mutation)))
+    return {"trace": trace, "analysis": analysis, "skip": skip_path, "hallucination": hallucination_path}
+
+
+def stat(mean: float | None, half_width: float = 0.05, n: int = 4) -> dict:
+    """A statistic with its interval as skip.json writes it."""
+    if mean is None:
+        return {"mean": None, "low": None, "high": None, "n": 0}
+    return {"mean": mean, "low": max(0.0, mean - half_width), "high": min(1.0, mean + half_width), "n": n}
+
+
+def skip_record(sample_ids: list[str], n_layers: int, critical: int, mutation: int, seeds: int = 3) -> dict:
+    """A skip.json (schema evolens.skip/1): baseline, two stage conditions, ``seeds`` random controls each."""
+    plans = [
+        ("baseline", "baseline", [], None, None, 1.0),
+        ("skip stabilization", "stage", list(range(critical, mutation - 1)), None, None, 0.91),
+        ("skip mutation", "stage", [mutation - 1], None, None, 0.75),
+    ]
+    for name, _, layers, _, _, _ in list(plans[1:]):
+        for seed in range(seeds):
+            plans.append((f"random-{name}-s{seed}", "random", layers, name, seed, 0.1 * seed))
+    conditions = []
+    for name, kind, layers, control_of, seed, agreement in plans:
+        conditions.append(
+            {
+                "name": name,
+                "kind": kind,
+                "skipped": layers,
+                "n_skipped": len(layers),
+                "control_of": control_of,
+                "seed": seed,
+                "wall_time_s": 2.0,
+                "n_generated_tokens": 40,
+                "speedup": 1.0 + len(layers) / n_layers,
+                "speedup_per_token": 1.0 + len(layers) / n_layers,
+                "token_agreement": stat(agreement),
+                "edit_distance": stat(1 - agreement),
+                "accuracy": stat(None),
+                "chair_i": stat(None),
+                "chair_s": stat(None),
+                "samples": [
+                    {
+                        "sample_id": sample_id,
+                        "text": f"output of {name} on {sample_id}",
+                        "n_tokens": 10,
+                        "token_agreement": agreement,
+                        "edit_distance": 1 - agreement,
+                        "correct": None,
+                        "n_mentions": 0,
+                        "n_hallucinated": 0,
+                    }
+                    for sample_id in sample_ids
+                ],
+            }
+        )
+    return {
+        "schema": "evolens.skip/1",
+        "model": "synthetic",
+        "n_layers": n_layers,
+        "max_new_tokens": 16,
+        "n_samples": len(sample_ids),
+        "random_seeds": list(range(seeds)),
+        "failures": ["scene-x: image could not be read"],
+        "stages": None,
+        "conditions": conditions,
+    }
+
+
+def hallucination_record(n_layers: int, critical: int, mutation: int) -> dict:
+    """A hallucination.json (schema evolens.hallucination/1) with shapes-world scores and word AUROCs."""
+    feature = {"auroc": 0.263, "low": 0.201, "high": 0.327, "n_faithful": 307, "n_hallucinated": 87}
+    return {
+        "schema": "evolens.hallucination/1",
+        "model": "synthetic",
+        "n_samples": 4,
+        "shapes": {
+            "n_samples": 4,
+            "descriptions": {
+                "chair_i": 0.354,
+                "chair_s": 0.325,
+                "object_hallucination": 0.02,
+                "attribute_hallucination": 0.33,
+                "precision": 0.646,
+                "recall": 0.4,
+                "n": 4,
+            },
+            "accuracy": {"color": {"accuracy": 0.75, "n": 4}},
+        },
+        "coco": None,
+        "words": {
+            "n_words": 394,
+            "n_hallucinated": 87,
+            "by_kind": {"color": {"n": 203, "hallucinated": 83}, "shape": {"n": 191, "hallucinated": 4}},
+            "features": {"jsd_mutation": feature},
+            "feature_means": {"jsd_mutation": {"faithful": 0.427, "hallucinated": 0.343}},
+            "curves": {
+                "faithful": {"jsd_next": [0.1] * n_layers, "prob": [0.5] * (n_layers + 1)},
+                "hallucinated": {"jsd_next": [0.2] * n_layers, "prob": [0.4] * (n_layers + 1)},
+            },
+            "stages": {"critical_layer": critical, "mutation_layer": mutation},
+        },
+        "notes": ["AMBER samples: score them with `evolens hallucination amber` (AMBER's files)"],
+    }

@@ -1,12 +1,16 @@
 """report.html in a real headless Chromium: loads cleanly offline, the heatmap renders, hovering shows the
-layer's top-k, and clicking a cell updates the probability chart. Keeps a screenshot in test-artifacts/."""
+layer's top-k, and clicking a cell updates the probability chart; a deep model's long sample keeps its
+layer axis in sight, whitespace tokens are visible, stages wear the figures' colours and the experiments
+are compact tables. Keeps a screenshot in test-artifacts/."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from evolens.plots.style import STAGE_COLORS, visible_token
 from evolens.report import ReportInputs, build_report
 from tests.report.browser import ARTIFACTS, browser_page
 from tests.report.synthetic_run import N_LAYERS, VOCAB, write_synthetic_run
@@ -84,4 +88,113 @@ def test_report_in_chromium(report_file: Path, tmp_path: Path) -> None:
         assert page.locator("#failures").is_visible() and "broken" in page.locator("#failures").inner_text()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report-browser.png"), full_page=True)
+        assert errors == [], f"console errors: {errors}"
+
+
+WHITESPACE_VOCAB = [" ", "\n", "\t", " the", "  ", " red", ".", " circle", "\u00a0", " is"]
+
+
+@pytest.fixture(scope="module")
+def deep_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32-layer model, a 40-token sample, whitespace tokens, run timings and 20 samples of experiments."""
+    root = tmp_path_factory.mktemp("deep")
+    run = write_synthetic_run(root, n_samples=20, n_layers=32, vocab=WHITESPACE_VOCAB, steps=[40] + [4] * 19)
+    view_path = run["analysis"] / "features" / "tsne_tokens.json"
+    view = json.loads(view_path.read_text())
+    n = len(view["x"])
+    groups = ["flowers", "animals", None, "fruit"]
+    view |= {
+        "method": "pca",
+        "explained": [0.341, 0.12],
+        "group": [f"img{10 - i // 33}" for i in range(n)],  # img10, img9, img8, img7: sorted naturally
+        "sample_group": [groups[i // 33] for i in range(n)],
+        "answer": ["red"] * n,
+    }
+    view_path.write_text(json.dumps(view))
+    inputs = ReportInputs(
+        trace_dir=run["trace"],
+        analysis_dir=run["analysis"],
+        experiments={"Layer skipping": run["skip"], "Hallucination": run["hallucination"]},
+        run={
+            "stages": {
+                "data": {"fingerprint": "a", "seconds": 0.4},
+                "trace": {"fingerprint": "b", "seconds": 250.0},
+            }
+        },
+    )
+    return build_report(inputs, root / "report.html")
+
+
+def test_deep_model_long_sample_whitespace_stages_and_experiments(deep_report: Path, tmp_path: Path) -> None:
+    """Defects (issue 15, item 12): the heatmap's layer-axis title was cut off with 32+ rows, whitespace
+    tokens showed as blanks, stage colours differed from the PNGs', a one-layer stage read "layers 32–32",
+    no stage timings, and the Experiments section was a 3,900-px dump of flattened JSON."""
+    with browser_page(tmp_path / "profile") as (page, errors):
+        page.goto(deep_report.as_uri())
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+
+        # the layer axis and its title are in sight in the heatmap's box without scrolling it
+        page.locator("#heatmap-scroll").scroll_into_view_if_needed()
+        box = page.locator("#heatmap-scroll").bounding_box()
+        assert page.evaluate("document.getElementById('heatmap-scroll').scrollTop") == 0
+        assert len(page.evaluate("document.getElementById('heatmap').data[0].z")) == 40
+        title = page.locator("#heatmap .g-xtitle text").bounding_box()
+        assert page.locator("#heatmap .g-xtitle text").text_content() == "layer"
+        assert box["y"] <= title["y"] and title["y"] + title["height"] <= box["y"] + box["height"], (
+            box,
+            title,
+        )
+        assert box["x"] <= title["x"] and title["x"] + title["width"] <= box["x"] + box["width"]
+
+        # every token is visible: spaces, newlines, tabs and other blanks drawn as the figures draw them
+        sample = page.evaluate("window.evolensReport.data.samples[0]")
+        chips = page.locator("#token-strip .tok").all_text_contents()
+        assert chips == [visible_token(token) for token in sample["tokens"]]
+        assert all(chip.strip() and not any(ch.isspace() for ch in chip) for chip in chips), chips
+        assert {" ", "\n", "\t", "  "} & set(sample["tokens"]), "the sample emitted whitespace tokens"
+        ticks = page.locator("#heatmap .ytick text").all_text_contents()
+        assert all(tick.strip() for tick in ticks) and len(ticks) == 40
+        cells = page.locator("#topk-table td:first-child").all_text_contents()
+        assert all(cell.strip() for cell in cells)
+
+        # stage chips: the figures' colours and spans; one-layer stages read "layer 32"
+        chips = page.locator("#stage-chips .chip.stage")
+        assert chips.all_text_contents()[-1] == "mutation: layer 32"
+        for chip, colour in zip(chips.all(), STAGE_COLORS.values(), strict=True):
+            red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
+            assert (
+                chip.evaluate("node => getComputedStyle(node).borderLeftColor")
+                == f"rgb({red}, {green}, {blue})"
+            )
+
+        # the feature view: PCA axes with their variance, a legend of the samples' groups, colour by group
+        feature = page.locator("#feature-grid .js-plotly-plot")
+        assert feature.locator(".g-xtitle").text_content() == "PC1 (34.1%)"
+        assert feature.locator(".legendtext").all_text_contents() == [
+            "(no group)",
+            "animals",
+            "flowers",
+            "fruit",
+        ]
+        layout = "document.querySelector('#feature-grid .js-plotly-plot').data"
+        paths = page.evaluate(f"{layout}.filter((t) => t.mode === 'lines').length")
+        assert paths == 4, "each image's path from shallow to deep is drawn"
+        assert (
+            page.evaluate(f"{layout}.filter((t) => t.mode === 'markers')[0].marker.colorscale") == "Viridis"
+        )
+        page.select_option("#feature-grid select", "group")
+        colours = page.evaluate(f"{layout}.filter((t) => t.mode === 'markers').map((t) => t.marker.color)")
+        assert len(set(colours)) == 4 and all(isinstance(c, str) for c in colours)
+
+        timings = page.locator("#summary-body .summary-box", has_text="Stage timings").inner_text()
+        assert "trace" in timings and "4 min 10 s" in timings and "total" in timings
+
+        # experiments: one compact table per file, details closed until asked for
+        skip = page.locator("#tables .experiment").first
+        assert skip.locator("table").first.locator("tr").count() == 1 + 3, "header + one row per condition"
+        assert skip.bounding_box()["height"] < 700, skip.bounding_box()
+        assert page.locator("#experiments").bounding_box()["height"] < 1600
+        outputs = skip.locator("details", has_text="Outputs")
+        outputs.locator("summary").click()
+        assert outputs.locator("tr").count() == 1 + 9 * 20, "every condition's output on every sample"
         assert errors == [], f"console errors: {errors}"

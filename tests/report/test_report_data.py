@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import evolens.report
+from evolens.plots.style import KEY_LAYER_COLORS, STAGE_COLORS, WHITESPACE
 from evolens.report import ReportInputs, collect, render
 from evolens.report.samples import settle_layers
 from evolens.report.sections import tables_from_json, value_and_ci
@@ -26,7 +28,7 @@ def data(synthetic: dict[str, Path]) -> dict:
     inputs = ReportInputs(
         trace_dir=synthetic["trace"],
         analysis_dir=synthetic["analysis"],
-        experiments={"Layer skipping": synthetic["skip"]},
+        experiments={"Layer skipping": synthetic["skip"], "Hallucination": synthetic["hallucination"]},
         failures=[{"sample_id": "broken", "image": "broken.png", "error": "not an image file"}],
     )
     return collect(inputs)
@@ -76,14 +78,125 @@ def test_settle_layer_is_where_the_emitted_token_stays_top1() -> None:
 def test_stages_and_tables_from_the_analysis_and_experiments(data: dict) -> None:
     stages = data["stages"]
     assert stages["critical_layer"] == 3 and stages["critical_ci"] == [2.0, 4.0]
-    assert stages["mutation_layer"] == 7 and stages["mutation_ci"] is None
-    assert [s["name"] for s in stages["stages"]] == ["rapid evolution", "stabilization", "mutation"]
-    conditions = next(t for t in data["tables"] if t["title"].endswith("conditions"))
-    assert conditions["columns"] == ["condition", "layers", "token_agreement", "edit_distance"]
-    assert conditions["rows"][0][0] == "skip stabilization"
-    assert data["features"][0]["title"].startswith("t-SNE")
+    assert stages["mutation_layer"] == N_LAYERS and stages["mutation_ci"] is None
+    assert [s["name"] for s in stages["stages"]] == ["rapid_evolution", "stabilization", "mutation"]
+    skip = next(e for e in data["experiments"] if e["title"] == "Layer skipping")
+    assert skip["tables"][0]["rows"][1][0] == "skip stabilization"
+    assert data["features"][0]["title"] == "one image, every token · t-SNE"
     assert data["figures"][0]["src"].startswith("data:image/png;base64,")
     assert data["failures"][0]["sample_id"] == "broken"
+
+
+def test_stage_labels_and_colours_are_the_figures_own(data: dict) -> None:
+    """Defect: the page had its own stage colours, and a one-layer stage read "layers 30–30"."""
+    assert data["style"]["stage_colors"] == STAGE_COLORS
+    assert data["style"]["key_layer_colors"] == KEY_LAYER_COLORS
+    assert data["style"]["whitespace"] == WHITESPACE
+    labels = [s["label"] for s in data["stages"]["stages"]]
+    assert labels == [
+        "rapid evolution: layers 0-2",
+        "stabilization: layers 3-7",
+        f"mutation: layer {N_LAYERS}",
+    ]
+    script = (Path(evolens.report.__file__).parent / "report.js").read_text()
+    for colour in STAGE_COLORS.values():
+        assert colour not in script, f"{colour} is copied into report.js instead of read from the data"
+
+
+def skip_file(synthetic: dict[str, Path]) -> dict:
+    return json.loads(synthetic["skip"].read_text())
+
+
+def test_skip_json_is_one_row_per_condition_with_its_intervals(
+    data: dict, synthetic: dict[str, Path]
+) -> None:
+    """Defect: the Experiments section was a 3,900-px dump of flattened JSON."""
+    record = skip_file(synthetic)
+    skip = next(e for e in data["experiments"] if e["title"] == "Layer skipping")
+    assert skip["source"] == "skip.json"
+    (table,) = skip["tables"]
+    main = [c for c in record["conditions"] if c["kind"] != "random"]
+    assert table["columns"] == [
+        "condition",
+        "layers skipped",
+        "agreement %",
+        "agreement %, random layers",
+        "edit distance %",
+        "speed-up per token",
+    ]
+    assert [row[0] for row in table["rows"]] == [c["name"] for c in main]
+    for row, condition in zip(table["rows"], main, strict=True):
+        agreement = condition["token_agreement"]
+        expected = (
+            f"{100 * agreement['mean']:.1f} [{100 * agreement['low']:.1f}, {100 * agreement['high']:.1f}]"
+        )
+        assert row[2] == expected
+        assert row[5] == f"{condition['speedup_per_token']:.2f}×"
+        controls = [c for c in record["conditions"] if c["control_of"] == condition["name"]]
+        if controls:
+            means = [100 * c["token_agreement"]["mean"] for c in controls]
+            assert row[3].startswith(f"{np.mean(means):.1f} ({min(means):.1f}–{max(means):.1f}, 3 seeds")
+    skipped = main[1]["skipped"]  # contiguous decoder layers, shown as a range with their count
+    assert table["rows"][1][1] == f"{skipped[0]}-{skipped[-1]} ({len(skipped)})" and len(skipped) > 2
+    assert any("accuracy, CHAIR_i, CHAIR_s" in line for line in skip["lines"]), "unmeasured columns are named"
+    outputs = next(t for t in skip["details"] if t["title"].startswith("Outputs"))
+    n_outputs = sum(len(c["samples"]) for c in record["conditions"])
+    assert len(outputs["rows"]) == n_outputs, "every per-sample output is kept (collapsed)"
+    randoms = next(t for t in skip["details"] if t["title"] == "Random controls")
+    assert len(randoms["rows"]) == sum(c["kind"] == "random" for c in record["conditions"])
+
+
+def test_hallucination_json_headline_scores(data: dict, synthetic: dict[str, Path]) -> None:
+    record = json.loads(synthetic["hallucination"].read_text())
+    entry = next(e for e in data["experiments"] if e["title"] == "Hallucination")
+    tables = {t["title"]: t for t in entry["tables"]}
+    descriptions = tables["Descriptions (shapes world, n = 4)"]
+    assert descriptions["rows"][0] == ["CHAIR_i: hallucinated share of object mentions", "35.4"]
+    words = tables["Hallucinated vs faithful words"]
+    feature = record["words"]["features"]["jsd_mutation"]
+    assert words["rows"][0][1] == f"{feature['auroc']:.3f} [{feature['low']:.3f}, {feature['high']:.3f}]"
+    curves = entry["details"][0]
+    assert len(curves["rows"]) == N_LAYERS + 1 and curves["rows"][0][1] is None, "JSD starts at layer 1"
+
+
+def test_an_experiment_that_did_not_run_says_why(tmp_path: Path) -> None:
+    from evolens.report.experiments import experiment_entry, experiment_notes
+
+    value = {"not run": "no critical layer", "stages": {}}
+    entry = experiment_entry("Layer skipping", tmp_path / "skip.json", value)
+    assert entry is not None and entry["lines"] == ["Not run: no critical layer"] and entry["tables"] == []
+    assert experiment_notes(value) == ["not run: no critical layer"]
+    other = experiment_entry("Other", tmp_path / "x.json", {"n": 3, "rows": [{"a": 1}]})
+    assert other is not None and [t["title"] for t in other["details"]] == ["Other", "Other: rows"]
+
+
+def test_notes_gather_every_note_recorded(synthetic: dict[str, Path]) -> None:
+    """Defect: nothing in the report said a view was capped or dropped images."""
+    inputs = ReportInputs(
+        trace_dir=synthetic["trace"],
+        analysis_dir=synthetic["analysis"],
+        experiments={"Layer skipping": synthetic["skip"], "Hallucination": synthetic["hallucination"]},
+        run={"notes": ["3 inputs dropped: not images"]},
+    )
+    notes = collect(inputs)["notes"]
+    summary = json.loads((synthetic["analysis"] / "summary.json").read_text())
+    hallucination = json.loads(synthetic["hallucination"].read_text())
+    assert notes == [
+        {"source": "run", "text": "3 inputs dropped: not images"},
+        *({"source": "analysis", "text": note} for note in summary["notes"]),
+        *({"source": "Layer skipping", "text": f"left out: {f}"} for f in skip_file(synthetic)["failures"]),
+        *({"source": "Hallucination", "text": note} for note in hallucination["notes"]),
+    ]
+
+
+def test_stage_timings_from_the_run_record(synthetic: dict[str, Path]) -> None:
+    stages = {
+        "data": {"fingerprint": "a", "seconds": 0.25},
+        "trace": {"fingerprint": "b", "seconds": 241.5, "samples": 3},
+        "analyze": {"fingerprint": "c"},  # recorded before timings existed
+    }
+    run = collect(ReportInputs(trace_dir=synthetic["trace"], run={"stages": stages}))["run"]
+    assert run["timings"] == [{"stage": "data", "seconds": 0.25}, {"stage": "trace", "seconds": 241.5}]
 
 
 @pytest.mark.parametrize(
@@ -123,3 +236,42 @@ def test_page_is_self_contained_and_its_data_parses(data: dict) -> None:
     payload = re.search(r'<script type="application/json" id="report-data">(.*?)</script>', page, re.S)
     assert payload is not None
     assert json.loads(payload.group(1)) == json.loads(json.dumps(data))
+
+
+def test_curves_are_the_analysis_numbers_not_a_second_bootstrap(
+    synthetic: dict[str, Path], tmp_path: Path
+) -> None:
+    """Defect: the report re-ran the bootstrap with its own seed and n_boot, so it could disagree with
+    summary.json. Its curves must be summary.json's per-layer statistics, whatever those were."""
+    from evolens.io.trace import load_trace
+    from evolens.pipeline.analyze import AnalyzeOptions, analyze
+    from evolens.report.sections import layer_curves
+
+    analyze(synthetic["trace"], tmp_path, AnalyzeOptions(figures=False, features=False, n_boot=37, seed=5))
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    curves = collect(ReportInputs(trace_dir=synthetic["trace"], analysis_dir=tmp_path))["curves"]
+    for curve in curves:
+        statistics = summary["distribution"][curve["key"]]
+        assert curve["layers"] == statistics["layers"], curve["key"]
+        for bound in ("mean", "low", "high"):
+            assert curve[bound] == statistics["all"][bound], (curve["key"], bound)
+    summary["distribution"]["prob"]["all"]["low"][0] = -1.0
+    doctored = layer_curves(load_trace(synthetic["trace"]), summary)
+    assert next(c for c in doctored if c["key"] == "prob")["low"][0] == -1.0
+
+
+def test_embedded_data_cannot_end_or_comment_out_the_script() -> None:
+    """Defect: a prompt with ``<!--`` (or a model writing HTML) blanked report.html."""
+    from evolens.report.build import script_json
+
+    hostile = [
+        "<!-- <script>",
+        "</script><script>alert(1)</script>",
+        "<![CDATA[ ]]>",
+        "a\u2028b\u2029c",
+        "x & y",
+    ]
+    text = script_json({"texts": hostile, "n": float("nan")})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert "\u2028" not in text and "\u2029" not in text
+    assert json.loads(text) == {"texts": hostile, "n": None}

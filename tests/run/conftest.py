@@ -17,8 +17,8 @@ from transformers import (
 )
 
 from tests.conftest import randomize_norms
-from tests.models.conftest import tiny_decoder_kwargs, tokenizer_with_tokens
-from tests.models.test_family_llava import LLAVA_CHAT_TEMPLATE
+from tests.models.builders.common import tiny_decoder_kwargs, tokenizer_with_tokens
+from tests.models.builders.llava import LLAVA_CHAT_TEMPLATE
 
 IMAGE_SIDE, PATCH = 30, 6
 TINY_LAYERS = 6

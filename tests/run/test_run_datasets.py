@@ -75,11 +75,50 @@ def test_jsonl_manifest_relative_paths_ids_and_ground_truth(tmp_path: Path) -> N
     assert load_rows(DataConfig(path=written), tmp_path) == rows
 
 
-def test_bad_manifest_lines_name_the_line(tmp_path: Path) -> None:
+def test_bad_manifest_lines_name_the_line_and_are_usage_errors(tmp_path: Path) -> None:
+    """Defect: a manifest parse error exited 1 ("some inputs failed") while an empty folder exited 2."""
     manifest = tmp_path / "m.jsonl"
     manifest.write_text('{"image": "a.png", "prompt": "p"}\n{oops\n')
-    with pytest.raises(InputError, match=r"m.jsonl:2: not valid JSON"):
+    with pytest.raises(UsageError, match=r"m.jsonl:2: not valid JSON") as raised:
         read_manifest(manifest)
+    assert raised.value.exit_code == 2
+
+
+def test_a_raw_line_separator_inside_a_json_string_is_not_a_line_break(tmp_path: Path) -> None:
+    """Defect: a manifest line holding a raw U+2028 (valid JSON) failed as "not valid JSON"."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image": "a.png", "prompt": "Describe.\u2028Be brief."}\n', encoding="utf-8")
+    rows = load_rows(DataConfig(path=manifest), tmp_path)
+    assert [row.prompt for row in rows] == ["Describe.\u2028Be brief."]
+    written = tmp_path / "again.jsonl"
+    written.write_text(manifest_text(rows), encoding="utf-8")  # evolens' own manifest reads back too
+    assert load_rows(DataConfig(path=written), tmp_path) == rows
+
+
+def test_ids_are_kept_verbatim(tmp_path: Path) -> None:
+    """Defect: ids were rewritten silently (``<script>alert(5)</script>`` -> ``script_alert_5_script``)."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    manifest = tmp_path / "m.jsonl"
+    hostile = "<script>alert(5)</script> ü/x"
+    manifest.write_text(json.dumps({"id": hostile, "image": "a.png", "prompt": "p"}) + "\n")
+    assert [row.sample_id for row in load_rows(DataConfig(path=manifest), tmp_path)] == [hostile]
+
+
+def test_class_subfolders_become_groups_in_natural_order(tmp_path: Path) -> None:
+    """Defect: a folder of class subfolders stopped with "no image files in this folder"."""
+    make_images(tmp_path / "flowers", ["flower10.jpg", "flower2.jpg"])
+    make_images(tmp_path / "animals" / "wild", ["lion.png"])
+    make_images(tmp_path, ["top.png"])
+    make_images(tmp_path / ".cache", ["thumb.png"])
+    rows = load_rows(DataConfig(path=tmp_path, prompts=["p"]), tmp_path)
+    assert [(row.sample_id, row.group) for row in rows] == [
+        ("animals/wild/lion", "animals/wild"),
+        ("flowers/flower2", "flowers"),
+        ("flowers/flower10", "flowers"),
+        ("top", None),
+    ]
+    assert load_rows(DataConfig(path=tmp_path, prompts=["p"], limit=2), tmp_path)[1].group == "flowers"
 
 
 def coco_fixture(root: Path) -> tuple[Path, Path, Path]:

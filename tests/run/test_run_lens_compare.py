@@ -49,7 +49,7 @@ def test_run_traces_both_lenses_and_reports_the_comparison(
     assert first != second and first[-1] == second[-1] == 0.0
     page = (out / "report.html").read_text()
     data = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
-    assert any(table["title"].startswith("Lens comparison") for table in data["tables"])
+    assert any(entry["title"] == "Lens comparison" for entry in data["experiments"])
     assert any(figure["name"] == "kl_to_final.png" for figure in data["figures"])
     meta = json.loads((out / "lens-compare" / "trace" / "meta.json").read_text())
     assert meta["lens"] == "tuned" and meta["lens_path"] == str(tiny_vlm_lens.resolve())

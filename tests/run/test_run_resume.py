@@ -48,6 +48,7 @@ def results(out: Path) -> dict[str, Any]:
     page = (out / "report.html").read_text().replace(str(out), "<OUT>")
     payload = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
     payload["run"].pop("created")
+    payload["run"].pop("timings")  # how long each stage took differs from run to run
     analysis = {
         p.relative_to(out / "analysis").as_posix(): json.loads(p.read_text().replace(str(out), "<OUT>"))
         for p in sorted((out / "analysis").rglob("*.json"))
@@ -94,6 +95,18 @@ def reference_run(tiny_vlm_dir: Path, images: Path, tmp_path_factory: pytest.Tem
     config.write_text(tiny_run_config(tiny_vlm_dir, root / "out", images))
     assert run_in_process(config) == 0
     return root / "out"
+
+
+def test_run_json_holds_each_stage_duration_and_the_report_shows_them(reference_run: Path) -> None:
+    """Issue 15, item 12: the report had no stage timings."""
+    stages = json.loads((reference_run / "run.json").read_text())["stages"]
+    assert set(stages) == {"data", "trace", "analyze", "report"}
+    assert all(isinstance(entry["seconds"], float) and entry["seconds"] >= 0 for entry in stages.values())
+    page = (reference_run / "report.html").read_text()
+    payload = json.loads(re.search(r'id="report-data">(.*?)</script>', page, re.S).group(1))
+    shown = {t["stage"]: t["seconds"] for t in payload["run"]["timings"]}
+    earlier = ("data", "trace", "analyze")  # the report is written before its own time is known
+    assert shown == {name: stages[name]["seconds"] for name in earlier}
 
 
 @pytest.fixture(scope="module")

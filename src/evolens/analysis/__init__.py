@@ -1,6 +1,7 @@
 """Analyses of a trace directory: stages, per-layer statistics, single-token views, feature maps.
 
-Everything here reads a trace written by ``evolens trace`` and never needs the model.
+Everything here computes from a trace (``evolens.io.trace.Trace``) and never needs the model or draws: the
+figures are ``evolens.plots``, the ``analyze`` command is ``evolens.pipeline.analyze``.
 """
 
 from evolens.analysis.stages import Stage, StageConfig, StageResult, detect_curves, detect_stages
@@ -11,16 +12,7 @@ __all__ = [
     "StageConfig",
     "StageResult",
     "Trace",
-    "analyze",
     "detect_curves",
     "detect_stages",
     "load_trace",
 ]
-
-
-def __getattr__(name: str):
-    if name == "analyze":  # figures pull in matplotlib; only load them when asked
-        from evolens.pipeline.analyze import analyze
-
-        return analyze
-    raise AttributeError(name)

@@ -135,20 +135,41 @@ def answer_points(
     return FeaturePoints(np.concatenate(states), pd.concat(frames, ignore_index=True))
 
 
-def embed_2d(states: np.ndarray, method: Method = "tsne", seed: int = 0) -> np.ndarray:
-    """(n_points, 2) coordinates of ``states`` (n_points, d); deterministic for a given seed.
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D map of states.
+
+    Attributes:
+        xy: (n_points, 2) coordinates.
+        explained: for PCA, the share of the states' variance along each of the two axes; None for t-SNE.
+    """
+
+    xy: np.ndarray
+    explained: tuple[float, float] | None = None
+
+
+def project_2d(states: np.ndarray, method: Method = "tsne", seed: int = 0) -> Projection:
+    """The 2-D map of ``states`` (n_points, d); deterministic for a given seed.
 
     t-SNE uses perplexity min(30, (n-1)/3), PCA initialisation and one thread; PCA uses the full SVD.
     """
     states = np.asarray(states, dtype=np.float64)
     if method == "pca":
-        return PCA(n_components=2, svd_solver="full").fit_transform(states)
+        pca = PCA(n_components=2, svd_solver="full")
+        xy = pca.fit_transform(states)
+        first, second = (float(v) for v in pca.explained_variance_ratio_)
+        return Projection(xy, (first, second))
     if method != "tsne":
         raise UsageError(f"unknown projection '{method}'; use tsne or pca")
     perplexity = max(1.0, min(30.0, (len(states) - 1) / 3))
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed)
     with threadpool_limits(limits=1):  # one thread: same result on every machine, no oversubscription
-        return tsne.fit_transform(states)
+        return Projection(tsne.fit_transform(states))
+
+
+def embed_2d(states: np.ndarray, method: Method = "tsne", seed: int = 0) -> np.ndarray:
+    """(n_points, 2) coordinates of ``states`` (n_points, d): ``project_2d(...).xy``."""
+    return project_2d(states, method, seed).xy
 
 
 def separation_by_layer(points: FeaturePoints) -> pd.DataFrame:

@@ -2,34 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from evolens.analysis.stages import StageConfig, StageResult
+from evolens.io.atomic import json_ready
 from evolens.io.trace import Trace
 
 SUMMARY_VERSION = 1
-
-
-def json_ready(value: Any) -> Any:
-    """Numpy scalars and arrays to Python, NaN and inf to None, recursively."""
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_ready(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return json_ready(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict]:
@@ -85,12 +66,3 @@ def build_summary(
             "figures": figures,
         }
     )
-
-
-def write_json(path: Path, data: dict) -> Path:
-    """Write ``data`` as JSON atomically (a temporary file renamed into place)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(json_ready(data), indent=1, allow_nan=False, ensure_ascii=False))
-    os.replace(temporary, path)
-    return path

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -60,10 +61,27 @@ def _local_tokenizer(meta: dict) -> Callable[[int], str] | None:
             source = str(decoder_cache_dir())
         if not Path(source).exists() and "/" not in source:
             return None
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        tokenizer = _fast_tokenizer(source)
     except Exception as exc:  # any failure just means ids are shown as numbers
         log.debug("no tokenizer for %s: %s", source, exc)
         return None
-    return lambda token_id: tokenizer.decode([token_id])
+    return lambda token_id: str(tokenizer.decode([token_id], skip_special_tokens=False))
+
+
+def _fast_tokenizer(source: str) -> Any:
+    """The tokenizer at ``source`` (a local folder or a cached hub id): its ``tokenizer.json`` read by the
+    ``tokenizers`` library (light: neither torch nor transformers), else transformers' AutoTokenizer."""
+    folder = Path(source)
+    path = folder / "tokenizer.json" if folder.is_dir() else None
+    if path is None:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(source, "tokenizer.json")
+        path = Path(cached) if isinstance(cached, str) else None
+    if path is not None and path.is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(path))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=True)

@@ -91,6 +91,9 @@ def analyze_command(
     rows_per_page: Annotated[int, typer.Option(min=1, help="Heatmap rows per page.")] = 40,
     steps_per_page: Annotated[int, typer.Option(min=1, help="Lens-grid columns per page.")] = 20,
     n_boot: Annotated[int, typer.Option(min=10, help="Bootstrap replicates.")] = 1000,
+    max_answer_images: Annotated[
+        int, typer.Option(min=1, help="At most this many images per prompt in the many-images map.")
+    ] = 24,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap and of t-SNE.")] = 0,
     detector: Annotated[
         Path | None, typer.Option(help="YAML/JSON file of stage-detector parameters.")
@@ -126,6 +129,7 @@ def analyze_command(
         figures=figures,
         features=features,
         n_boot=n_boot,
+        max_answer_images=max_answer_images,
         seed=seed,
         stage_config=stage_config(
             detector, jsd_threshold=jsd_threshold, jsd_scale=jsd_scale, prob_rise_fraction=prob_rise_fraction
@@ -138,8 +142,8 @@ def analyze_command(
         f"(probability criterion: {summary['critical_layer_prob']}), "
         f"mutation layer {summary['mutation_layer']}, of {summary['n_layers']} layers"
     )
-    for stage in summary["stages"]:
-        typer.echo(f"  {stage['name']}: layers {stage['start']}-{stage['end']}")
+    for stage in result.stages.stages:
+        typer.echo(f"  {stage.name}: {stage.span}")
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"{len(result.figures)} figure files and summary.json in {result.out_dir}")

@@ -28,7 +28,7 @@ def compare_command(
     With traces of the same inputs under two lenses (--lens normed, --lens tuned) it is the lens comparison:
     critical and mutation layers with bootstrap intervals, and KL to the final layer per layer.
     """
-    from evolens.analysis.compare import compare_traces
+    from evolens.pipeline.compare import compare_traces
 
     if len(traces) < 2:
         raise UsageError("compare needs at least two trace directories")

@@ -7,7 +7,6 @@ listed and skipped; the exit code is then 1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ from rich.table import Table
 
 from evolens.cli import app
 from evolens.errors import InputError
+from evolens.io.atomic import write_jsonl
 
 COLOR_QUESTION = "What is the color of the shape?"
 
@@ -61,7 +61,7 @@ def demo_command(
             results.append({**entry, "caption": caption, "color_answer": color})
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "demo-results.jsonl"
-    results_path.write_text("".join(json.dumps(r) + "\n" for r in results))
+    write_jsonl(results_path, results)
     console.print(_table(results))
     console.print(f"results: {results_path.resolve()}", soft_wrap=True)
     if failures:

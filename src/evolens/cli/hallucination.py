@@ -10,7 +10,6 @@ trace, and layer-mix (DeCo-style) decoding against the baseline.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from evolens.cli import app
+from evolens.io.atomic import write_json
 
 Flag = typer.Option  # short alias so each option fits on one line
 
@@ -37,8 +37,7 @@ def _print_metrics(title: str, metrics: dict[str, Any], out: Path | None) -> Non
         table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
     Console().print(table)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(metrics, indent=2) + "\n")
+        write_json(out, metrics)
         typer.echo(f"wrote {out}")
 
 
@@ -139,16 +138,13 @@ def decode_command(
     device: Annotated[str, Flag("--device")] = "cpu",
 ) -> None:
     """Greedy decoding vs layer-mix decoding: hallucination, accuracy, agreement and speed."""
-    from transformers.utils import logging as hf_logging
-
+    from evolens.cli.inputs import experiment_samples
     from evolens.interventions.experiments import Condition, run_experiment
     from evolens.interventions.plan import LayerPlan, parse_layers
     from evolens.interventions.report import skip_table, write_skip_outputs
-    from evolens.interventions.samples import read_samples
     from evolens.models import load_model
 
     alphas = alpha or [0.5]
-    hf_logging.disable_progress_bar()
     loaded = load_model(model, device=device)
     mix_layers = tuple(parse_layers(layers))
     none = LayerPlan.none(loaded.n_layers)
@@ -160,7 +156,9 @@ def decode_command(
     for condition in conditions[1:]:  # validate before generating anything
         LayerMixProcessor(loaded, mix_layers, condition.mix[1], top_k)  # type: ignore[index]
     out.mkdir(parents=True, exist_ok=True)
-    samples, failures = read_samples(images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision)
+    samples, failures = experiment_samples(
+        images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision
+    )
     summaries = run_experiment(loaded, samples, conditions, max_new_tokens, batch_size)
     settings = {
         "model": loaded.name,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import transformers
+from importlib.metadata import version
+
 from rich.console import Console
 from rich.table import Table
 
@@ -39,8 +40,8 @@ def models_command() -> None:
         )
     console = Console()
     console.print(table)
-    if checked_with and checked_with != transformers.__version__:
+    if checked_with and checked_with != version("transformers"):
         console.print(
             f"note: the status was checked with transformers {checked_with}; you have "
-            f"{transformers.__version__}. Check a model here with `evolens verify --model NAME`."
+            f"{version('transformers')}. Check a model here with `evolens verify --model NAME`."
         )

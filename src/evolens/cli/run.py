@@ -77,7 +77,6 @@ def run_command(
 ) -> None:
     """Trace, analyse, experiment and report in one go; run it again to resume."""
     from evolens.pipeline.config import load_config, parse_answer
-    from evolens.pipeline.run import run_pipeline
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -106,6 +105,8 @@ def run_command(
     }
     settings = load_config(config, {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()})
     console = Console(stderr=True)
+    from evolens.pipeline.run import run_pipeline  # torch and transformers: only once the config is valid
+
     result = run_pipeline(settings, overwrite=overwrite, quiet=quiet, console=console)
     for failure in result.failures:
         typer.echo(f"failed {failure.get('sample_id')}: {failure.get('error')}", err=True)

@@ -8,17 +8,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from evolens.cli import app
 from evolens.errors import UsageError
-from evolens.interventions.experiments import Condition, custom_conditions, run_experiment, stage_conditions
-from evolens.interventions.plan import LayerPlan
-from evolens.interventions.report import skip_table, write_skip_outputs
-from evolens.interventions.samples import read_samples
+
+if TYPE_CHECKING:
+    from evolens.interventions.experiments import Condition
 
 Flag = typer.Option  # short alias so each option fits on one line
 
@@ -41,12 +40,16 @@ def build_conditions(
     n_layers: int, skip: str | None, plan: str | None, trace: Path | None, seeds: int
 ) -> tuple[list[Condition], dict | None]:
     """The conditions from ``--skip`` or ``--plan stages --trace``, and the stage result used (if any)."""
+    from evolens.interventions.experiments import custom_conditions, stage_conditions
+    from evolens.interventions.plan import LayerPlan
+
     check_plan_flags(skip, plan, trace)
     seed_list = list(range(seeds))
     if skip is not None:
         return custom_conditions(LayerPlan.parse(skip, n_layers), seed_list), None
     from evolens.analysis import detect_stages, load_trace
 
+    assert trace is not None  # check_plan_flags requires it with --plan
     stages = detect_stages(load_trace(trace))
     if stages.n_layers != n_layers:
         raise UsageError(f"{trace} traces a model with {stages.n_layers} layers; this one has {n_layers}")
@@ -72,16 +75,18 @@ def skip_command(
     dtype: Annotated[str | None, Flag("--dtype")] = None,
 ) -> None:
     """Skip decoder layers (a range, or the stages found in a trace) and measure what changes."""
-    from transformers.utils import logging as hf_logging
-
+    from evolens.cli.inputs import experiment_samples
+    from evolens.interventions.experiments import run_experiment
+    from evolens.interventions.report import skip_table, write_skip_outputs
     from evolens.models import load_model
 
     check_plan_flags(skip, plan, trace)
-    hf_logging.disable_progress_bar()
     loaded = load_model(model, device=device, dtype=dtype)
     conditions, stages = build_conditions(loaded.n_layers, skip, plan, trace, seeds)
     out.mkdir(parents=True, exist_ok=True)
-    samples, failures = read_samples(images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision)
+    samples, failures = experiment_samples(
+        images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision
+    )
     console = Console(stderr=True)
     for condition in conditions:
         console.print(f"{condition.name}: {condition.plan.describe()}")

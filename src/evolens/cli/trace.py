@@ -23,6 +23,9 @@ def trace_command(
         Path, typer.Option("--out", "-o", help="Trace directory (resumes when it exists).")
     ] = Path("evolens-trace"),
     model: Annotated[str, typer.Option(help="demo, demo-text, a cached hub id or a local path.")] = "demo",
+    limit: Annotated[
+        int | None, typer.Option(help="At most this many inputs (images, manifest lines), in order.")
+    ] = None,
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Samples per generate() call (left padded).")] = 4,
     lens: Annotated[
@@ -80,6 +83,7 @@ def trace_command(
         progress=True,
         device=device,
         dtype=dtype,
+        limit=limit,
     )
     console = Console(stderr=True)
     skipped = f", {len(result.skipped)} already done" if result.skipped else ""

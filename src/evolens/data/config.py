@@ -6,10 +6,13 @@ experiments from their flags (one input path for every command).
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from evolens.errors import UsageError
 
 SourceKind = Literal["image", "folder", "jsonl", "coco", "amber", "shapes"]
 DEFAULT_DESCRIBE_PROMPT = "Please describe this image in detail."
@@ -57,7 +60,9 @@ class DataConfig(Section):
         if self.source in ("coco", "amber") and self.annotations is None:
             raise ValueError(f"source '{self.source}' needs data.annotations (the annotation JSON)")
         if self.source in ("image", "folder") and not self.prompts:
-            raise ValueError(f"source '{self.source}' needs at least one prompt (data.prompts or --prompt)")
+            raise ValueError(
+                f"source '{self.source}' needs at least one prompt: give a prompt (data.prompts or --prompt)"
+            )
         return self
 
 
@@ -68,3 +73,39 @@ def infer_source(path: Path) -> SourceKind:
     if path.suffix.lower() == ".jsonl":
         return "jsonl"
     return "image"
+
+
+def data_config(**values: object) -> DataConfig:
+    """A ``DataConfig`` from keyword values (None values left out); a bad value is a one-line UsageError."""
+    try:
+        return DataConfig.model_validate({key: value for key, value in values.items() if value is not None})
+    except ValidationError as exc:
+        raise UsageError(validation_message(exc, DataConfig)) from exc
+
+
+def validation_message(exc: ValidationError, model: type[BaseModel], path: Path | None = None) -> str:
+    """The first validation error of ``model`` as one line: where, which key, why."""
+    error = exc.errors()[0]
+    location = [str(part) for part in error["loc"]]
+    key = ".".join(location) or "config"
+    where = f"{path}: " if path is not None else ""
+    if error["type"] == "extra_forbidden":
+        return f"{where}{key}: unknown key{_suggestion(model, location)}"
+    if error["type"] == "missing":
+        return f"{where}{key}: required key is missing"
+    message = error["msg"].removeprefix("Value error, ")
+    given = error.get("input")
+    shown = f" (got {given!r})" if isinstance(given, str | int | float | bool) else ""
+    return f"{where}{key}: {message[0].lower()}{message[1:]}{shown}"
+
+
+def _suggestion(model: type[BaseModel], location: list[str]) -> str:
+    for part in location[:-1]:
+        field = model.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1)
+    known = ", ".join(model.model_fields)
+    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {known})"

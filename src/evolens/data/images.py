@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from evolens.data.rows import natural_key
 from evolens.errors import InputError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -86,5 +87,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def find_images(folder: str | Path) -> list[Path]:
-    """Image files directly in ``folder`` (sorted, by suffix)."""
-    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files (by suffix) in ``folder`` and its subfolders, in natural order of their relative paths
+    ('b/img2' before 'b/img10'); hidden files and folders (names starting with '.') are left out."""
+    root = Path(folder)
+    found = [
+        path
+        for path in root.rglob("*")
+        if path.suffix.lower() in IMAGE_SUFFIXES
+        and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return sorted(found, key=lambda path: natural_key(path.relative_to(root).as_posix()))

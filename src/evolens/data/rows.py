@@ -7,6 +7,7 @@ prompt. Ids are stable: the same data and selection give the same ids in the sam
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import re
@@ -27,23 +28,29 @@ class DataRow:
     """One (image, prompt) pair to trace: what a line of a JSONL manifest holds.
 
     Attributes:
-        sample_id: unique within the dataset; stable across runs.
+        sample_id: unique within the dataset; stable across runs; any text (kept verbatim: files named
+            after a sample use ``evolens.io.store.file_stem``).
         image: path of the image file, None for a text-only prompt.
         prompt: the user prompt (before the chat template).
         ground_truth: what the source knows about the image (objects, captions, ids), or None.
+        group: a label the views can colour or facet by (a folder's class subfolder, a manifest's
+            ``group``), or None.
     """
 
     sample_id: str
     image: Path | None
     prompt: str
     ground_truth: dict[str, Any] | None = field(default=None, compare=False)
+    group: str | None = field(default=None, compare=False)
 
     def to_manifest(self) -> dict[str, Any]:
-        """The row as a JSONL manifest object: id, image, prompt and (when known) ground_truth."""
+        """The row as a JSONL manifest object: id, image, prompt and (when known) ground_truth and group."""
         row: dict[str, Any] = {"id": self.sample_id, "image": None if self.image is None else str(self.image)}
         row["prompt"] = self.prompt
         if self.ground_truth is not None:
             row["ground_truth"] = self.ground_truth
+        if self.group is not None:
+            row["group"] = self.group
         return row
 
 
@@ -60,12 +67,15 @@ def pair_with_prompts(
     image: Path | None,
     prompts: Sequence[str],
     ground_truth: dict[str, Any] | None = None,
+    group: str | None = None,
 ) -> list[DataRow]:
     """One row per prompt. With one prompt the id is ``base_id``; with several, ``base_id`` plus a short
     tag of the prompt, so adding a prompt later keeps the other rows' ids."""
     if len(prompts) == 1:
-        return [DataRow(base_id, image, prompts[0], ground_truth)]
-    return [DataRow(f"{base_id}--{prompt_tag(prompt)}", image, prompt, ground_truth) for prompt in prompts]
+        return [DataRow(base_id, image, prompts[0], ground_truth, group)]
+    return [
+        DataRow(f"{base_id}--{prompt_tag(prompt)}", image, prompt, ground_truth, group) for prompt in prompts
+    ]
 
 
 def prompt_tag(prompt: str) -> str:
@@ -76,10 +86,9 @@ def prompt_tag(prompt: str) -> str:
     return "-".join([*words[:2], digest])
 
 
-def safe_id(text: str) -> str:
-    """An id usable as a file name: letters, digits, '.', '_' and '-' only."""
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")
-    return cleaned or "sample"
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders numbers by value: 'flower2' before 'flower10'."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part.lower()) for part in re.split(r"(\d+)", text))
 
 
 def unique_ids(rows: list[DataRow]) -> list[DataRow]:
@@ -92,7 +101,5 @@ def unique_ids(rows: list[DataRow]) -> list[DataRow]:
             count += 1
             sample_id = f"{row.sample_id}-{count}"
         used.add(sample_id)
-        unique.append(
-            row if sample_id == row.sample_id else DataRow(sample_id, row.image, row.prompt, row.ground_truth)
-        )
+        unique.append(row if sample_id == row.sample_id else dataclasses.replace(row, sample_id=sample_id))
     return unique

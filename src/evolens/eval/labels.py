@@ -76,6 +76,7 @@ def label_words(tokens: Sequence[str], scene: Scene) -> list[WordLabel]:
             hallucinated = all(o.shape != shape for o in scene.objects)
             labels.append(WordLabel(step, word, "shape", hallucinated))
             continue
+        assert color is not None  # neither a shape nor nothing: a colour word
         following = shape_of(words[i + 1].group(0)) if i + 1 < len(words) else None
         if following is not None and not _SENTENCE_END.search(text[match.end() : words[i + 1].start()]):
             hallucinated = not scene.has(color, following)

@@ -6,20 +6,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
+
+from evolens.plots.style import figure_style, save_figure
 
 
 def word_curves_figure(report: dict[str, Any], out_stem: Path) -> list[Path]:
     """Mean JSD(p_{l-1}, p_l) and mean p_l(emitted word) per lens layer for both groups, with the critical
     and mutation layers marked; written as PNG and SVG next to ``out_stem``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from evolens.plots.style import save_figure
-
     stages = report["stages"]
-    figure, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    with figure_style():
+        figure = _word_curves(report, stages)
+    return save_figure(figure, out_stem.parent, out_stem.name)
+
+
+def _word_curves(report: dict[str, Any], stages: dict[str, Any]) -> Figure:
+    figure = Figure(figsize=(11, 3.6), layout="tight")
+    axes = figure.subplots(1, 2)
     colors = {"faithful": "#4c72b0", "hallucinated": "#c44e52"}
     for group, curves in report["curves"].items():
         if not curves["prob"]:
@@ -37,7 +40,4 @@ def word_curves_figure(report: dict[str, Any], out_stem: Path) -> list[Path]:
     axes[1].legend(fontsize=8)
     counts = f"{report['n_words']} object/colour words, {report['n_hallucinated']} hallucinated"
     figure.suptitle(f"{report.get('model', '?')}: {counts}")
-    figure.tight_layout()
-    paths = save_figure(figure, out_stem.parent, out_stem.name)
-    plt.close(figure)
-    return paths
+    return figure

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolens.errors import EvolensError
+from evolens.io.atomic import write_json
 
 if TYPE_CHECKING:
     from evolens.io.trace import Trace
@@ -134,7 +135,7 @@ def write_hallucination(trace_dir: str | Path, out_dir: str | Path, n_boot: int 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = hallucination_record(load_trace(trace_dir), n_boot)
-    (out / "hallucination.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "hallucination.json", record)
     if record["words"] is not None:
         word_curves_figure(record["words"], out / "words")
     return record

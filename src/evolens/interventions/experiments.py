@@ -25,15 +25,19 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from transformers import BatchFeature, LogitsProcessorList
 
+from evolens.analysis.bootstrap import bootstrap_mean
+from evolens.data.resolve import Sample, open_images
+from evolens.data.shapes import Scene
 from evolens.errors import InputError, UsageError
+from evolens.eval.shapes import score_sample
+from evolens.interventions.layer_mix import layer_mix
 from evolens.interventions.plan import LayerPlan
 from evolens.interventions.skipping import skip_layers, tokens_until_eos
 from evolens.models.loaded import LoadedModel
 
 if TYPE_CHECKING:
-    from PIL import Image
-
     from evolens.analysis.stages import StageResult
 
 
@@ -119,16 +123,6 @@ def custom_conditions(plan: LayerPlan, seeds: Sequence[int] = (0, 1, 2)) -> list
     )
 
 
-@dataclass(frozen=True)
-class Prompted:
-    """One input to generate from: an id, an image (None for text-only), a prompt, optional ground truth."""
-
-    sample_id: str
-    image: Image.Image | None
-    prompt: str
-    ground_truth: dict[str, Any] | None = None
-
-
 @dataclass
 class Generation:
     """A condition's outputs: token ids (EOS included when emitted) and texts per sample, and timing."""
@@ -149,22 +143,25 @@ def _decoding(loaded: LoadedModel, condition: Condition) -> Iterator[dict[str, A
     if condition.mix is None:
         yield {}
         return
-    from transformers import LogitsProcessorList
-
-    from evolens.interventions.layer_mix import layer_mix
-
     layers, alpha, top_k = condition.mix
     with layer_mix(loaded, layers, alpha, top_k) as processor:
         yield {"logits_processor": LogitsProcessorList([processor])}
 
 
+def batch_inputs(loaded: LoadedModel, batch: Sequence[Sample]) -> BatchFeature:
+    """The model inputs of one batch, images decoded (an unreadable image is an ``InputError``; callers
+    set such samples aside first with ``evolens.data.resolve.open_images``)."""
+    kept, images, failures = open_images(batch, loaded.adapter.vision)
+    if failures:
+        raise InputError(failures[0]["error"] or f"cannot read the image of {failures[0]['sample_id']}")
+    return loaded.build_inputs([s.prompt for s in kept], images if loaded.adapter.vision else None)
+
+
 def generate_batch(
-    loaded: LoadedModel, batch: Sequence[Prompted], condition: Condition, max_new_tokens: int
+    loaded: LoadedModel, inputs: BatchFeature, condition: Condition, max_new_tokens: int
 ) -> tuple[list[list[int]], float]:
-    """Greedy generation of one batch under ``condition``: token ids per sample (EOS included when
-    emitted) and the wall time of ``generate`` alone."""
-    images = [s.image for s in batch] if loaded.adapter.vision else None
-    inputs = loaded.build_inputs([s.prompt for s in batch], images)
+    """Greedy generation of one batch's inputs under ``condition``: token ids per sample (EOS included
+    when emitted) and the wall time of ``generate`` alone."""
     with skip_layers(loaded, condition.plan), _decoding(loaded, condition) as extra:
         began = time.perf_counter()
         new = loaded.generate(inputs, max_new_tokens=max_new_tokens, **extra)
@@ -197,18 +194,15 @@ def normalised_edit_distance(a: Sequence[Any], b: Sequence[Any]) -> float:
     return edit_distance(a, b) / longest if longest else 0.0
 
 
-SampleScorer = Callable[[Prompted, str], "tuple[float, int, int, bool]"]
+SampleScorer = Callable[[Sample, str], "tuple[float, int, int, bool]"]
 """(sample, text) -> (task accuracy or NaN, description mentions, hallucinated mentions, is a description)."""
 
 
-def shapes_scorer(sample: Prompted, text: str) -> tuple[float, int, int, bool]:
+def shapes_scorer(sample: Sample, text: str) -> tuple[float, int, int, bool]:
     """Scores a sample whose ground truth is a shapes-world scene; (NaN, 0, 0, False) for any other."""
     truth = sample.ground_truth
     if not truth or truth.get("source") != "shapes":
         return float("nan"), 0, 0, False
-    from evolens.data.shapes import Scene
-    from evolens.eval.shapes import score_sample
-
     scene = Scene.from_dict({k: v for k, v in truth.items() if k != "source"})
     score = score_sample(sample.prompt, text, scene)
     return score.correct, score.n_mentions, score.n_hallucinated, score.task == "describe"
@@ -232,8 +226,6 @@ class ConditionSummary:
 
 def _mean_ci(values: np.ndarray, weights: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
     """Mean and 95% percentile bootstrap interval over samples (weighted: pooled ratio, sample clusters)."""
-    from evolens.analysis.bootstrap import bootstrap_mean
-
     keep = np.flatnonzero(np.isfinite(values) if weights is None else weights > 0)
     if len(keep) == 0:
         return {"mean": None, "low": None, "high": None, "n": 0}
@@ -255,7 +247,7 @@ def _mean_ci(values: np.ndarray, weights: np.ndarray | None = None, seed: int = 
 def summarise(
     baseline: Generation,
     generation: Generation,
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     scorer: SampleScorer = shapes_scorer,
 ) -> ConditionSummary:
     """Compare one condition's generations with the baseline's, sample by sample."""
@@ -289,7 +281,7 @@ def summarise(
 
 def run_experiment(
     loaded: LoadedModel,
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     conditions: Sequence[Condition],
     max_new_tokens: int = 48,
     batch_size: int = 8,
@@ -304,19 +296,15 @@ def run_experiment(
         raise UsageError("no inputs to generate from")
     if conditions[0].kind != "baseline":
         raise ValueError("the first condition must be the baseline")
-    warm = samples[0]
-    loaded.generate(
-        loaded.build_inputs([warm.prompt], [warm.image] if loaded.adapter.vision else None), max_new_tokens=1
-    )
+    loaded.generate(batch_inputs(loaded, samples[:1]), max_new_tokens=1)
     token_ids: list[list[list[int]]] = [[] for _ in conditions]
     elapsed = [0.0] * len(conditions)
     for start in range(0, len(samples), batch_size):
         if progress:
             progress(f"inputs {start + 1}-{min(start + batch_size, len(samples))} of {len(samples)}")
+        inputs = batch_inputs(loaded, samples[start : start + batch_size])
         for index, condition in enumerate(conditions):  # interleaved, so load changes hit all conditions
-            ids, seconds = generate_batch(
-                loaded, samples[start : start + batch_size], condition, max_new_tokens
-            )
+            ids, seconds = generate_batch(loaded, inputs, condition, max_new_tokens)
             token_ids[index].extend(ids)
             elapsed[index] += seconds
     generations = [

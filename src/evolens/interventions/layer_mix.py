@@ -54,7 +54,7 @@ class LayerMixProcessor(LogitsProcessor):
         mixed = scores.float() + self.alpha * weight[:, None] * anchor
         out = torch.full_like(mixed, float("-inf"))
         out.scatter_(-1, candidates, mixed.gather(-1, candidates))
-        return out.to(scores.dtype)
+        return out.to(scores.dtype)  # type: ignore[return-value]  # FloatTensor is a legacy alias
 
 
 @contextmanager

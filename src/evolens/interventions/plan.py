@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from evolens.analysis.stages import format_layers
 from evolens.errors import UsageError
 
 _RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
@@ -112,20 +113,3 @@ def parse_layers(spec: str) -> list[int]:
             raise UsageError(f"layer range '{part.strip()}' runs backwards; write {stop}-{start}")
         layers.update(range(start, stop + 1))
     return sorted(layers)
-
-
-def format_layers(layers: Iterable[int]) -> str:
-    """{3, 4, 5, 9} -> "3-5,9"."""
-    ordered = sorted(set(layers))
-    runs: list[str] = []
-    start = previous = None
-    for index in ordered:
-        if previous is not None and index == previous + 1:
-            previous = index
-            continue
-        if start is not None:
-            runs.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = index
-    if start is not None:
-        runs.append(str(start) if start == previous else f"{start}-{previous}")
-    return ",".join(runs)

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 from rich.table import Table
 
-from evolens.interventions.experiments import ConditionSummary, Prompted
+from evolens.analysis.stages import format_layers
+from evolens.data.resolve import Sample
+from evolens.interventions.experiments import ConditionSummary
+from evolens.io.atomic import write_json
+from evolens.plots.style import figure_style, save_figure
 
 SCHEMA = "evolens.skip/1"
 
@@ -22,7 +26,7 @@ def _number(value: float) -> float | None:
 
 def skip_record(
     summaries: Sequence[ConditionSummary],
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     settings: dict[str, Any],
     stages: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -70,7 +74,7 @@ def skip_record(
 def write_skip_outputs(
     out: Path,
     summaries: Sequence[ConditionSummary],
-    samples: Sequence[Prompted],
+    samples: Sequence[Sample],
     settings: dict[str, Any],
     stages: dict[str, Any] | None = None,
     stem: str = "skip",
@@ -85,9 +89,7 @@ def write_skip_outputs(
 
 def write_skip_json(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` to ``path`` atomically (a temporary file renamed into place)."""
-    temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    write_json(path, record)
 
 
 def _interval(stat: dict[str, Any], percent: bool = True) -> str:
@@ -113,8 +115,6 @@ def skip_table(record: dict[str, Any], title: str = "evolens skip") -> Table:
     for column in columns:
         table.add_column(column, justify="left" if column in ("condition", "skipped") else "right")
     for c in record["conditions"]:
-        from evolens.interventions.plan import format_layers
-
         table.add_row(
             c["name"],
             format_layers(c["skipped"]) or "-",
@@ -135,20 +135,20 @@ def _random_spread(conditions: list[dict[str, Any]], name: str, key: str) -> lis
 def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     """Bars per non-random condition (token agreement, CHAIR_i, per-token speed-up) with random controls
     as dots; written as PNG and SVG next to ``out_stem``."""
-    import matplotlib
+    with figure_style():
+        figure = _skip_bars(record)
+    return save_figure(figure, out_stem.parent, out_stem.name)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    from evolens.plots.style import save_figure
-
+def _skip_bars(record: dict[str, Any]) -> Figure:
     conditions = record["conditions"]
     main = [c for c in conditions if c["kind"] != "random"]
     panels = (
         ("token_agreement", "token agreement with baseline"),
         ("chair_i", "CHAIR_i (hallucinated mentions)"),
     )
-    figure, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8), layout="tight")
+    axes = figure.subplots(1, 3)
     x = np.arange(len(main))
     for axis, (key, label) in zip(axes[:2], panels, strict=True):
         means = [c[key]["mean"] if c[key]["mean"] is not None else np.nan for c in main]
@@ -175,7 +175,4 @@ def skip_figure(record: dict[str, Any], out_stem: Path) -> list[Path]:
     axes[0].scatter([], [], color="#dd8452", s=14, label="random layers, same count")
     axes[0].legend(fontsize=7, loc="lower left")
     figure.suptitle(f"Layer skipping on {record.get('model', '?')} (n = {record.get('n_samples', '?')})")
-    figure.tight_layout()
-    paths = save_figure(figure, out_stem.parent, out_stem.name)
-    plt.close(figure)
-    return paths
+    return figure

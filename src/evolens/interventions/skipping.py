@@ -88,7 +88,7 @@ def skip_layers(loaded: LoadedModel, layers: LayerPlan | Iterable[int]) -> Itera
     try:
         for position, layer in enumerate(loaded.decoder_layers):
             saved.append((layer, layer.__dict__.get("forward")))
-            layer.forward = _planned_forward(  # type: ignore[method-assign]
+            layer.forward = _planned_forward(
                 layer.forward, position in plan.skipped, cache_index(layer, position)
             )
         yield plan
@@ -97,7 +97,7 @@ def skip_layers(loaded: LoadedModel, layers: LayerPlan | Iterable[int]) -> Itera
             if previous is None:
                 del layer.forward
             else:
-                layer.forward = previous  # type: ignore[method-assign]
+                layer.forward = previous
 
 
 def generate_with_plan(

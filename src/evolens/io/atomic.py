@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +55,44 @@ def write_text(path: Path, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
 
 
+def json_ready(value: Any) -> Any:
+    """Plain JSON values, recursively: numpy scalars and arrays to Python, paths to strings, tuples to
+    lists, NaN and infinities to None (JSON has no NaN; ``null`` means "no value")."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist") and not isinstance(value, str | bytes):  # numpy arrays and scalars
+        return json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def json_text(value: Any, indent: int | None = 2, sort_keys: bool = True) -> str:
+    """``value`` as JSON text, the one encoding evolens writes: NaN as null, keys sorted, UTF-8 kept, and
+    U+2028/U+2029 escaped (valid JSON that line-splitting readers and HTML would break on)."""
+    text = json.dumps(
+        json_ready(value), indent=indent, sort_keys=sort_keys, ensure_ascii=False, allow_nan=False
+    )
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+
+
+def json_line(value: Any) -> str:
+    """One JSONL line (compact, newline-terminated)."""
+    return json_text(value, indent=None) + "\n"
+
+
 def write_json(path: Path, value: Any) -> Path:
-    """Write ``value`` as indented, key-sorted JSON (the same value gives the same bytes)."""
-    return write_text(path, json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+    """Write ``value`` as indented, key-sorted JSON atomically (the same value gives the same bytes)."""
+    return write_text(path, json_text(value) + "\n")
+
+
+def write_jsonl(path: Path, values: Iterable[Any]) -> Path:
+    """Write one JSON line per value atomically."""
+    return write_text(path, "".join(json_line(value) for value in values))
 
 
 def read_json(path: Path) -> Any | None:

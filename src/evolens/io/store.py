@@ -8,22 +8,27 @@ is an orphan that the next run removes. A crash therefore loses at most the samp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from evolens.errors import InputError, StorageError, UsageError
-from evolens.io.atomic import read_json, sweep_temporaries, write_bytes, write_json
+from evolens.io.atomic import json_line, json_text, read_json, sweep_temporaries, write_bytes, write_json
+
+if TYPE_CHECKING:
+    import torch
 
 PART = re.compile(r"^part-(\d+)\.parquet$")
+SAFE_STEM = re.compile(r"[A-Za-z0-9._-]{1,120}")
 FLOAT_LIST = pa.list_(pa.float32())
 INT_LIST = pa.list_(pa.int32())
 
@@ -37,6 +42,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("token_ids", INT_LIST),
         ("n_steps", pa.int32()),
         ("ground_truth", pa.string()),
+        ("group", pa.string()),
     ]
 )
 PER_LAYER_FLOAT = ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js")
@@ -91,6 +97,7 @@ class SampleRecord:
     ground_truth: dict[str, Any] | None = None
     image_sha256: str | None = None
     hidden: dict[str, torch.Tensor] = field(default_factory=dict)
+    group: str | None = None
 
 
 @dataclass
@@ -149,12 +156,49 @@ class TraceWriter:
         self._next_part += 1
         self.finished.update(record.sample_id for record in records)
 
+    def finished_inputs(self) -> dict[str, tuple[str, str | None]]:
+        """Each finished sample's (prompt, image_sha256) as traced: what tells a changed input apart."""
+        found: dict[str, tuple[str, str | None]] = {}
+        for path in sorted((self.directory / "samples").glob("part-*.parquet")):
+            table = pq.read_table(path, columns=["sample_id", "prompt", "image_sha256"]).to_pydict()
+            for sample_id, prompt, sha in zip(
+                table["sample_id"], table["prompt"], table["image_sha256"], strict=True
+            ):
+                found[sample_id] = (prompt, sha)
+        return found
+
+    def remove(self, sample_ids: set[str]) -> list[str]:
+        """Take finished samples out of the trace (their inputs changed or left); returns those removed.
+
+        Each part holding one is rewritten without it, the samples part first: a kill in between leaves
+        steps rows without a sample, which readers ignore and the next removal drops.
+        """
+        removed = sorted(self.finished & set(sample_ids))
+        if not removed:
+            return []
+        for number in sorted(
+            _part_numbers(self.directory / "samples") | _part_numbers(self.directory / "steps")
+        ):
+            name = f"part-{number:05d}.parquet"
+            for sub in ("samples", "steps"):
+                path = self.directory / sub / name
+                if not path.exists():
+                    continue
+                table = pq.read_table(path)
+                keep = pc.invert(pc.is_in(table.column("sample_id"), pa.array(removed)))
+                if not pc.all(keep).as_py():
+                    write_bytes(path, _parquet_bytes(table.filter(keep)))
+        for sample_id in removed:
+            hidden_path(self.directory, sample_id).unlink(missing_ok=True)
+        self.finished.difference_update(removed)
+        return removed
+
     def record_failure(self, sample_id: str, image: str | None, error: str) -> None:
         """Append one failed input to failures.jsonl."""
-        line = json.dumps({"sample_id": sample_id, "image": image, "error": error}, ensure_ascii=False)
+        line = json_line({"sample_id": sample_id, "image": image, "error": error})
         try:
             with open(self.directory / "failures.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+                handle.write(line)
         except OSError as exc:
             raise StorageError(
                 f"cannot write {self.directory / 'failures.jsonl'}: {exc.strerror or exc}"
@@ -166,13 +210,27 @@ class TraceWriter:
         if not path.exists():
             return
         kept = [line for line in read_failures(self.directory) if line.get("sample_id") not in sample_ids]
-        write_bytes(path, "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in kept).encode())
+        write_bytes(path, "".join(json_line(line) for line in kept).encode())
 
     def _write_hidden(self, record: SampleRecord) -> None:
         from safetensors.torch import save
 
         data = save({name: tensor.contiguous() for name, tensor in record.hidden.items()})
-        write_bytes(self.directory / "hidden" / f"{record.sample_id}.safetensors", data)
+        write_bytes(hidden_path(self.directory, record.sample_id), data)
+
+
+def file_stem(sample_id: str) -> str:
+    """A file name for a sample: the id itself when it is file-safe (letters, digits, '.', '_', '-'; no
+    leading dot), else its safe characters and a hash of the whole id, so different ids never collide."""
+    if SAFE_STEM.fullmatch(sample_id) and not sample_id.startswith("."):
+        return sample_id
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", sample_id).strip("._")[:80] or "sample"
+    return f"{cleaned}-{hashlib.sha1(sample_id.encode('utf-8')).hexdigest()[:10]}"
+
+
+def hidden_path(directory: str | Path, sample_id: str) -> Path:
+    """Where a trace keeps one sample's hidden states."""
+    return Path(directory) / "hidden" / f"{file_stem(sample_id)}.safetensors"
 
 
 def finished_sample_ids(directory: str | Path) -> set[str]:
@@ -207,7 +265,10 @@ def read_trace(directory: str | Path) -> TraceTables:
 def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
     paths = sorted(folder.glob("part-*.parquet"))
     tables = [pq.read_table(path) for path in paths]
-    return pa.concat_tables(tables).to_pandas() if tables else schema.empty_table().to_pandas()
+    if not tables:
+        return schema.empty_table().to_pandas()
+    # parts written by an earlier evolens may lack a newer column (e.g. "group"): it reads as null there
+    return pa.concat_tables(tables, promote_options="default").to_pandas()
 
 
 def _part_numbers(folder: Path) -> set[int]:
@@ -248,7 +309,10 @@ def _samples_table(records: list[SampleRecord]) -> pa.Table:
         "text": [r.text for r in records],
         "token_ids": [r.token_ids for r in records],
         "n_steps": [len(r.token_ids) for r in records],
-        "ground_truth": [None if r.ground_truth is None else json.dumps(r.ground_truth) for r in records],
+        "ground_truth": [
+            None if r.ground_truth is None else json_text(r.ground_truth, indent=None) for r in records
+        ],
+        "group": [r.group for r in records],
     }
     return pa.table(columns, schema=SAMPLES_SCHEMA)
 

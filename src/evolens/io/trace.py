@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from evolens.errors import InputError, UsageError
+from evolens.io.store import hidden_path, read_trace
 
 PER_LAYER = ("prob", "rank", "entropy", "jsd_last", "kl_last")
 """Step columns holding one value per lens layer: length L+1."""
@@ -46,8 +47,6 @@ class HiddenStates:
 
 def read_tables(directory: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """(meta, samples, steps) of a trace directory, as the trace store reads them."""
-    from evolens.io.store import read_trace
-
     tables = read_trace(directory)
     return tables.meta, tables.samples, tables.steps
 
@@ -137,7 +136,7 @@ class Trace:
 
     def hidden(self, sample_id: str) -> HiddenStates | None:
         """The stored hidden states of one sample, None when the trace kept none for it."""
-        path = self.directory / "hidden" / f"{sample_id}.safetensors"
+        path = hidden_path(self.directory, sample_id)
         if not path.exists():
             return None
         from safetensors.numpy import load_file

@@ -66,7 +66,7 @@ def _text_chat(loaded: LoadedModel, prompts: Sequence[str]) -> BatchFeature:
 def _processor_chat(
     loaded: LoadedModel, prompts: Sequence[str], images: Sequence[Image.Image | None]
 ) -> BatchFeature:
-    processor = loaded.processor
+    processor: Any = loaded.processor
     texts = []
     for prompt, image in zip(prompts, images, strict=True):
         content: list[dict[str, str]] = [{"type": "text", "text": prompt}]
@@ -96,6 +96,7 @@ def _call_processor(
     kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
     if present:
         kwargs["images"] = [[img] for img in present] if loaded.adapter.images_per_prompt else present
-    encoded = loaded.processor(**kwargs)
+    processor: Any = loaded.processor
+    encoded = processor(**kwargs)
     # training targets some processors add (PaliGemma's "labels") are no model input for generation
     return BatchFeature({k: v for k, v in encoded.items() if k not in TRAINING_ONLY_KEYS})

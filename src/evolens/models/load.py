@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,22 +42,53 @@ def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
 
 
 def load_model(
-    name: str, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None, check: bool = True
+    name: str,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    check: bool = True,
+    verbose: bool = False,
 ) -> LoadedModel:
     """Load ``name``: "demo", "demo-text" (its decoder alone), a cached hub id, or a local directory.
 
     The adapter is chosen from ``config.architectures``; with ``check`` the lens at the last layer is
-    compared with the model's logits before the model is returned.
+    compared with the model's logits before the model is returned. transformers' own progress bars and
+    warnings are silenced while loading unless ``verbose`` (or ``EVOLENS_VERBOSE=1``, set by ``--verbose``).
     """
-    if name in BUILTIN:
-        import evolens.models.demo as demo
+    with quiet_transformers(verbose or os.environ.get("EVOLENS_VERBOSE") == "1"):
+        if name in BUILTIN:
+            import evolens.models.demo as demo
 
-        loaded = getattr(demo, BUILTIN[name])(device=device, dtype=parse_dtype(dtype) or torch.float32)
-    else:
-        loaded = _load_hf(name, device, parse_dtype(dtype))
+            loaded = getattr(demo, BUILTIN[name])(device=device, dtype=parse_dtype(dtype) or torch.float32)
+        else:
+            loaded = _load_hf(name, device, parse_dtype(dtype))
     if check:
         loaded.info["adapter_check_max_abs_diff"] = check_adapter(loaded)
     return loaded
+
+
+@contextlib.contextmanager
+def quiet_transformers(verbose: bool = False) -> Iterator[None]:
+    """Within the block, transformers and huggingface_hub show no progress bars and only errors (unless
+    ``verbose``); their previous settings come back afterwards. evolens' own progress and errors stay."""
+    if verbose:
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    level, bars_on = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hub_bars_off = are_progress_bars_disabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars_on:
+            hf_logging.enable_progress_bar()
+        if not hub_bars_off:
+            enable_progress_bars()
 
 
 def from_model(

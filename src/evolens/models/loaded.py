@@ -27,7 +27,8 @@ class LoadedModel:
 
     Attributes:
         name: what the user asked for ("demo", a hub id or a local path).
-        model: the full model; ``model.generate`` is what runs.
+        model: the full model (a transformers ``PreTrainedModel`` or the demo's ``DemoVLM``; typed ``Any``
+            because its ``generate``, ``config`` and ``generation_config`` are not ``nn.Module`` API).
         tokenizer: the text tokenizer (``processor.tokenizer`` for VLMs).
         processor: the multimodal processor, None for text-only models.
         adapter: the family's declarative adapter.
@@ -36,7 +37,7 @@ class LoadedModel:
     """
 
     name: str
-    model: nn.Module
+    model: Any
     tokenizer: Any
     processor: Any | None
     adapter: ModelAdapter
@@ -85,7 +86,9 @@ class LoadedModel:
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.unembedding.weight.dtype  # type: ignore[union-attr]
+        weight = self.unembedding.weight
+        assert isinstance(weight, torch.Tensor)
+        return weight.dtype
 
     @cached_property
     def text_config(self) -> Any:

@@ -14,7 +14,6 @@ from functools import cache
 from typing import Any
 
 import transformers
-from transformers.models.auto.processing_auto import PROCESSOR_MAPPING
 
 VIDEO_PART = "video_processor"
 
@@ -36,7 +35,7 @@ class NoVideoProcessor:
 
 
 @cache
-def without_video_processor(processor_class: type) -> type:
+def without_video_processor(processor_class: Any) -> Any:
     """A subclass of ``processor_class`` (same name, same ``__call__``) whose only parts are the others.
 
     ``ProcessorMixin`` takes a processor's parts from ``get_attributes()`` in ``__init__``,
@@ -74,7 +73,9 @@ def _video_part_optional(init: Callable[..., None]) -> Callable[..., None]:
     return copy
 
 
-def _processor_class(config: Any) -> type | None:
+def _processor_class(config: Any) -> Any:
+    from transformers.models.auto.processing_auto import PROCESSOR_MAPPING  # 2.6 s: only when loading
+
     try:
         return PROCESSOR_MAPPING[type(config)]
     except KeyError:

@@ -45,6 +45,7 @@ class Unembed:
     def from_model(cls, loaded: LoadedModel) -> Unembed:
         """The readout of ``loaded``; shares the model's tensors when they are already fp32 (no copy)."""
         unembedding = loaded.unembedding
+        assert isinstance(unembedding.weight, torch.Tensor)
         weight = unembedding.weight.detach()
         bias = getattr(unembedding, "bias", None)
         final_norm = loaded.final_norm

@@ -6,7 +6,6 @@ figures -> feature maps -> summary.json. Nothing here needs the model.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,15 +23,17 @@ from evolens.analysis.stage_stats import (
     threshold_stability,
 )
 from evolens.analysis.stages import StageConfig, StageResult, detect_stages
-from evolens.analysis.summary import build_summary, write_json
+from evolens.analysis.summary import build_summary
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.errors import UsageError
+from evolens.io.atomic import write_json
+from evolens.io.store import file_stem, hidden_path
 from evolens.io.trace import Trace, load_trace
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.heatmap import plot_heatmap
 from evolens.plots.layer_curves import plot_layer_statistics
 from evolens.plots.lens_grid import plot_lens_grid
-from evolens.plots.style import save_figure
+from evolens.plots.style import save_figure, visible_token
 from evolens.plots.token_probs import plot_token_probabilities
 
 
@@ -88,10 +89,6 @@ class AnalysisResult:
     stages: StageResult
     figures: list[Path]
     notes: list[str]
-
-
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:60] or "sample"
 
 
 def analyze(
@@ -150,7 +147,7 @@ def _single_token_figures(
     strings: TokenStrings,
     out: Path,
 ) -> list[Path]:
-    name = safe_name(sample_id)
+    name = file_stem(sample_id)
     written: list[Path] = []
     heatmap = heatmap_data(trace, sample_id, options.metric, options.normalization, options.steps)  # type: ignore[arg-type]
     pages = heatmap.pages(options.rows_per_page)
@@ -158,9 +155,9 @@ def _single_token_figures(
         suffix = f"_p{index + 1}" if len(pages) > 1 else ""
         written += save_figure(plot_heatmap(page, stages), out, f"heatmap_{name}{suffix}")
     grid_pages = lens_grid(trace, sample_id, options.steps, strings).pages(options.steps_per_page)
-    for index, page in enumerate(grid_pages):
+    for index, grid_page in enumerate(grid_pages):
         suffix = f"_p{index + 1}" if len(grid_pages) > 1 else ""
-        written += save_figure(plot_lens_grid(page, stages), out, f"lens_grid_{name}{suffix}")
+        written += save_figure(plot_lens_grid(grid_page, stages), out, f"lens_grid_{name}{suffix}")
     late_from = max(stages.critical_layer or 0, trace.n_layers // 2)
     for row in rows:
         curves = candidate_curves(trace, row, late_from=late_from, strings=strings)
@@ -194,20 +191,23 @@ def _feature_figures(
 ) -> dict:
     """Feature maps (a) per chosen sample and (b) per prompt asked of several images; their JSON files."""
     info: dict = {"single": {}, "answer": []}
-    with_hidden = [s for s in trace.sample_ids if (trace.directory / "hidden" / f"{s}.safetensors").exists()]
+    with_hidden = [s for s in trace.sample_ids if hidden_path(trace.directory, s).exists()]
     if not with_hidden:
         notes.append("no hidden states stored (trace with --keep-hidden): feature maps skipped")
         return info
     for sample_id in [s for s in samples if s in with_hidden]:
         points = feat.single_sample_points(trace, sample_id, max_steps=options.max_feature_steps)
         for method in options.projections:
-            xy = feat.embed_2d(points.states, method, options.seed)  # type: ignore[arg-type]
-            name = f"features_{safe_name(sample_id)}_{method}"
+            projection = feat.project_2d(points.states, method, options.seed)  # type: ignore[arg-type]
+            name = f"features_{file_stem(sample_id)}_{method}"
             title = f"{sample_id}: every generated token, layers 1-{trace.n_layers}"
-            figures += save_figure(plot_feature_map(xy, points.rows, stages, method, title=title), out, name)
+            figure = plot_feature_map(
+                projection.xy, points.rows, stages, method, title=title, explained=projection.explained
+            )
+            figures += save_figure(figure, out, name)
             write_json(
                 out / "features" / f"{name}.json",
-                _view(xy, points.rows, stages, method, title, group="token"),
+                _view(projection, points.rows, stages, method, title, group="token"),
             )
             info["single"].setdefault(sample_id, []).append(f"features/{name}.json")
     groups: dict[str, list[str]] = {}
@@ -215,23 +215,49 @@ def _feature_figures(
         groups.setdefault(trace.prompt_of(sample_id), []).append(sample_id)
     for index, (prompt, members) in enumerate(sorted(groups.items(), key=lambda kv: -len(kv[1]))):
         if len(members) < 3:
+            notes.append(
+                f"prompt '{prompt}': no many-images map ({len(members)} with hidden states, 3 needed)"
+            )
             continue
+        used = members[: options.max_answer_images]
+        if len(used) < len(members):
+            notes.append(
+                f"prompt '{prompt}': the many-images map uses the first {len(used)} of {len(members)} images "
+                "(max_answer_images; raise it with --max-answer-images or analyze.max_answer_images)"
+            )
         try:
-            points = feat.answer_points(trace, members[: options.max_answer_images], options.answer)
+            points = feat.answer_points(trace, used, options.answer)
         except UsageError as exc:
             notes.append(f"prompt '{prompt}': {exc}")
             continue
+        answered = set(points.rows["sample_id"])
+        unanswered = [sample_id for sample_id in used if sample_id not in answered]
+        if unanswered:
+            listed = ", ".join(unanswered[:5]) + (", ..." if len(unanswered) > 5 else "")
+            notes.append(
+                f"prompt '{prompt}': {len(unanswered)} of {len(used)} images never gave the answer "
+                f"({options.answer!r}) and are left out of the many-images map: {listed}"
+            )
         separation = feat.separation_by_layer(points)
         tag = f"answer_{index + 1}"
-        n_images = points.rows["sample_id"].nunique()
+        rows = points.rows.assign(group=points.rows["sample_id"].map(sample_groups(trace)))
+        n_images = rows["sample_id"].nunique()
+        title = f"'{prompt}': {n_images} images at the answer step ({answer_words(rows)})"
         for method in options.projections:
-            xy = feat.embed_2d(points.states, method, options.seed)  # type: ignore[arg-type]
-            title = f"'{prompt}': {n_images} images at the answer step"
-            figure = plot_feature_map(xy, points.rows, stages, method, by_sample=True, title=title)
+            projection = feat.project_2d(points.states, method, options.seed)  # type: ignore[arg-type]
+            figure = plot_feature_map(
+                projection.xy,
+                rows,
+                stages,
+                method,
+                by_sample=True,
+                title=title,
+                explained=projection.explained,
+            )
             figures += save_figure(figure, out, f"features_{tag}_{method}")
             write_json(
                 out / "features" / f"features_{tag}_{method}.json",
-                _view(xy, points.rows, stages, method, title, group="sample_id"),
+                _view(projection, rows, stages, method, title, group="sample_id"),
             )
         figures += save_figure(
             plot_separation(separation, stages, title=f"'{prompt}': separation by image per layer"),
@@ -249,11 +275,35 @@ def _feature_figures(
     return info
 
 
-def _view(xy: np.ndarray, rows, stages: StageResult, method: str, title: str, group: str) -> dict:
-    """The 2-D coordinates as a view for the interactive report: parallel lists, one entry per point."""
+def sample_groups(trace: Trace) -> dict[str, str | None]:
+    """Each sample's ``group`` label (e.g. its class subfolder); None where it has none."""
+    if "group" not in trace.samples:
+        return dict.fromkeys(trace.sample_ids)
     return {
+        str(s): None if pd.isna(g) else str(g)
+        for s, g in zip(trace.samples["sample_id"], trace.samples["group"], strict=True)
+    }
+
+
+def answer_words(rows: pd.DataFrame, at_most: int = 6) -> str:
+    """The answer words of a many-images map, most frequent first: "answers: red x3, blue x2"."""
+    counts = rows.drop_duplicates("sample_id")["answer"].value_counts()
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0])))
+    shown = ", ".join(f"'{word}' x{count}" for word, count in ordered[:at_most])
+    more = f", {len(ordered) - at_most} more" if len(ordered) > at_most else ""
+    return f"answers: {shown}{more}"
+
+
+def _view(
+    projection: feat.Projection, rows: pd.DataFrame, stages: StageResult, method: str, title: str, group: str
+) -> dict:
+    """The 2-D coordinates as a view for the interactive report: parallel lists, one entry per point
+    (``sample_group``: the samples' group labels, when any sample carries one)."""
+    xy = projection.xy
+    view = {
         "title": title,
         "method": method,
+        "explained": None if projection.explained is None else [round(v, 6) for v in projection.explained],
         "x": np.round(xy[:, 0], 4).tolist(),
         "y": np.round(xy[:, 1], 4).tolist(),
         "layer": rows["layer"].astype(int).tolist(),
@@ -262,9 +312,14 @@ def _view(xy: np.ndarray, rows, stages: StageResult, method: str, title: str, gr
         "sample_id": rows["sample_id"].astype(str).tolist(),
         "step": rows["step"].astype(int).tolist(),
         "text": [
-            f"{s} step {st} '{t}' layer {la}"
+            f"{s} step {st} '{visible_token(t)}' layer {la}"
             for s, st, t, la in zip(
                 rows["sample_id"], rows["step"], rows["token"], rows["layer"], strict=True
             )
         ],
     }
+    if "answer" in rows:
+        view["answer"] = rows["answer"].astype(str).tolist()
+    if "group" in rows and rows["group"].notna().any():
+        view["sample_group"] = [None if pd.isna(g) else str(g) for g in rows["group"]]
+    return view

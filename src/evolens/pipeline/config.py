@@ -7,17 +7,16 @@ filled in, paths absolute) is saved with the results as ``OUT/config.yaml``.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from evolens.data.config import DataConfig, Section
+from evolens.data.config import DataConfig, Section, validation_message
 from evolens.errors import UsageError
+from evolens.io.atomic import json_text
 from evolens.tracing.lens_spec import LensSpec
 
 PATH_KEYS = ("out", "data.path", "data.annotations")
@@ -31,7 +30,9 @@ class TraceConfig(Section):
     lens: str = "normed"
     """normed, raw, tuned (the model's own tuned lens) or tuned:PATH (a folder in the tuned-lens format)."""
     top_k: int = Field(default=5, gt=0, le=100)
-    keep_hidden: bool = True
+    keep_hidden: bool | None = None
+    """Store hidden states (fp16; ~2 x L x d bytes per token: 69 MB per 256-token sample on a 7B model).
+    Left out, it is on exactly when a view needs them (``analyze.projections``) and off otherwise."""
     do_sample: bool = False
     temperature: float = Field(default=1.0, gt=0)
     seed: int = 0
@@ -67,9 +68,13 @@ class AnalyzeConfig(Section):
     answer: int | list[str] = 0
     """Where the many-images feature view looks: a generated step index, or the answer words (the first
     step that emits one of them, e.g. the colour names for the colour question)."""
-    projections: list[Literal["tsne", "pca"]] = Field(default_factory=lambda: ["tsne", "pca"])
+    projections: list[Literal["tsne", "pca"]] = Field(default_factory=list)
+    """Feature-space views of the hidden states (t-SNE and/or PCA); they need ``trace.keep_hidden``."""
     n_boot: int = Field(default=1000, ge=10)
     """Bootstrap replicates of the confidence intervals."""
+    max_answer_images: int = Field(default=24, gt=0)
+    """At most this many images (the first ones) per prompt in the many-images feature map (t-SNE costs
+    grow with the square of the points); a capped map says so in the notes."""
 
 
 class SkipConfig(Section):
@@ -126,6 +131,12 @@ class RunConfig(Section):
     lens_compare: LensCompareConfig = Field(default_factory=LensCompareConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
+    @model_validator(mode="after")
+    def _hidden_states_when_needed(self) -> RunConfig:
+        if self.trace.keep_hidden is None:
+            self.trace.keep_hidden = self.analyze.enabled and bool(self.analyze.projections)
+        return self
+
     def resolved(self, base: Path | None = None) -> RunConfig:
         """A copy with every path absolute (relative ones taken from ``base``, default the cwd)."""
         base = (base or Path.cwd()).resolve()
@@ -157,7 +168,7 @@ class RunConfig(Section):
     def fingerprint(self, *sections: str) -> str:
         """SHA-256 of the named top-level keys' values: equal fingerprints mean the same work."""
         values = {name: self.to_dict()[name] for name in sections}
-        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json_text(values, indent=None).encode()).hexdigest()
 
 
 def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -180,7 +191,7 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise UsageError(_describe(exc, path)) from exc
+        raise UsageError(validation_message(exc, RunConfig, path)) from exc
     return config.resolved(Path.cwd())
 
 
@@ -218,32 +229,3 @@ def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise UsageError(f"{'.'.join(parents)}: must be a mapping to set {dotted}")
     node[leaf] = value
-
-
-def _describe(exc: ValidationError, path: Path | None) -> str:
-    """The first validation error as one line: where, which key, why."""
-    error = exc.errors()[0]
-    location = [str(part) for part in error["loc"]]
-    key = ".".join(location) or "config"
-    where = f"{path}: " if path is not None else ""
-    if error["type"] == "extra_forbidden":
-        return f"{where}{key}: unknown key{_suggestion(location)}"
-    if error["type"] == "missing":
-        return f"{where}{key}: required key is missing"
-    message = error["msg"].removeprefix("Value error, ")
-    given = error.get("input")
-    shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-    return f"{where}{key}: {message[0].lower()}{message[1:]}{shown}"
-
-
-def _suggestion(location: list[str]) -> str:
-    model: type[BaseModel] = RunConfig
-    for part in location[:-1]:
-        field = model.model_fields.get(part)
-        annotation = getattr(field, "annotation", None)
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return ""
-        model = annotation
-    close = difflib.get_close_matches(location[-1], list(model.model_fields), n=1)
-    known = ", ".join(model.model_fields)
-    return f" (did you mean '{close[0]}'?)" if close else f" (known keys: {known})"

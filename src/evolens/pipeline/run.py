@@ -12,67 +12,20 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rich.console import Console
 
-from evolens.errors import UsageError
+from evolens.data.sources import read_manifest
+from evolens.errors import EvolensError, UsageError
 from evolens.io import atomic
 from evolens.pipeline.config import RunConfig
+from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
+from evolens.pipeline.inputs import digest
 from evolens.pipeline.record import RunLayout, RunRecord
-
-if TYPE_CHECKING:
-    from evolens.models import LoadedModel
-
-TRACE_IDENTITY = ("model", "dtype", "data", "trace")
-"""Config sections that define the traced samples; they may not change under an existing trace."""
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One step of the run.
-
-    Attributes:
-        name: shown in progress lines and used as its key in run.json.
-        sections: config sections its result depends on (include those of every earlier stage it reads).
-        output: the file or folder it leaves in the run folder (a stage whose output was deleted is redone).
-        run: does the work; returns details recorded with the stage (counts, paths).
-        enabled: whether the config asks for it.
-    """
-
-    name: str
-    sections: tuple[str, ...]
-    output: Callable[[RunLayout], Path]
-    run: Callable[[RunContext], dict[str, Any]]
-    enabled: Callable[[RunConfig], bool] = lambda config: True
-
-
-@dataclass
-class RunContext:
-    """What stages share: the config, the folder layout, the console, and the model (loaded on first use)."""
-
-    config: RunConfig
-    layout: RunLayout
-    record: RunRecord
-    console: Console
-    quiet: bool = False
-
-    @cached_property
-    def model(self) -> LoadedModel:
-        """The ``LoadedModel`` of ``config.model`` (loaded once, only by stages that need it)."""
-        from evolens.models import load_model
-
-        self.say(f"loading model {self.config.model}")
-        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
-
-    def say(self, message: str) -> None:
-        """A progress line on stderr, unless quiet."""
-        if not self.quiet:
-            self.console.print(f"[dim]evolens run:[/dim] {message}", soft_wrap=True)
+from evolens.pipeline.stages import STAGES, read_failures
 
 
 @dataclass
@@ -97,14 +50,9 @@ def run_pipeline(
     console: Console | None = None,
 ) -> RunResult:
     """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
-    from evolens.pipeline.stages import STAGES, read_failures
-
     layout = RunLayout(config.out)
+    new_folder = not layout.root.exists()
     prepare_folder(layout, config, overwrite)
-    if quiet:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
     context = RunContext(
         config=config,
         layout=layout,
@@ -112,26 +60,58 @@ def run_pipeline(
         console=console or Console(stderr=True),
         quiet=quiet,
     )
+    try:
+        stages_run = _run_stages(context)
+    except EvolensError:
+        if new_folder and not layout.trace.exists():  # nothing worth keeping: leave no empty run behind
+            _remove_run_folder(layout.root)
+        raise
+    report = layout.report if config.report.enabled and layout.report.is_file() else None
+    return RunResult(layout.root, report, read_failures(layout), stages_run)
+
+
+def _run_stages(context: RunContext) -> list[str]:
+    """Run every enabled stage whose fingerprint (its config sections and the inputs) is not recorded as
+    done; a stage that runs again invalidates everything after it."""
+    config, layout = context.config, context.layout
     stages_run = []
     redo_rest = False
     for stage in STAGES:
         if not stage.enabled(config):
             continue
-        fingerprint = config.fingerprint(*stage.sections)
+        if stage.always:
+            details = _timed(context, stage)
+            fingerprint = config.fingerprint(*stage.sections)
+            if details.get("changes") or not context.record.is_done(stage.name, fingerprint):
+                context.record.mark_done(stage.name, fingerprint, **details)
+            continue
+        fingerprint = f"{config.fingerprint(*stage.sections)}:{inputs_digest(layout)}"
         finished = context.record.is_done(stage.name, fingerprint) and stage.output(layout).exists()
         if not redo_rest and finished:
-            context.say(f"{stage.name}: already done")
+            context.say(f"{stage.name}: already done (same settings, same inputs)")
             continue
-        redo_rest = True  # a stage that runs again invalidates everything after it
+        redo_rest = True
         context.record.forget(stage.name)
-        context.say(f"{stage.name} ...")
-        started = time.perf_counter()
-        details = stage.run(context)
+        details = _timed(context, stage)
         context.record.mark_done(stage.name, fingerprint, **details)
-        context.say(f"{stage.name}: done in {time.perf_counter() - started:.1f} s")
         stages_run.append(stage.name)
-    report = layout.report if config.report.enabled and layout.report.is_file() else None
-    return RunResult(layout.root, report, read_failures(layout), stages_run)
+    return stages_run
+
+
+def _timed(context: RunContext, stage: Stage) -> dict[str, Any]:
+    """Run one stage with a start and an end line; its details gain ``seconds``."""
+    context.say(f"{stage.name} ...")
+    started = time.perf_counter()
+    details = stage.run(context)
+    seconds = time.perf_counter() - started
+    context.say(f"{stage.name}: done in {seconds:.1f} s")
+    return {**details, "seconds": round(seconds, 3)}
+
+
+def inputs_digest(layout: RunLayout) -> str:
+    """The digest of the run's inputs (ids, images by SHA-256, prompts, ground truth): it changes when an
+    input is added, removed or edited, so every stage after the data stage runs again."""
+    return digest(read_manifest(layout.manifest)) if layout.manifest.is_file() else ""
 
 
 def prepare_folder(layout: RunLayout, config: RunConfig, overwrite: bool) -> None:

@@ -2,56 +2,82 @@
 
 data -> ``evolens.data.sources`` (the selected rows, written as ``OUT/manifest.jsonl``)
 trace -> ``evolens.tracing.tracer`` (resumes by itself: finished samples are kept)
-analyze -> ``evolens.analysis.analyze`` (into a staged folder, renamed whole when complete)
+analyze -> ``evolens.pipeline.analyze`` (into a staged folder, renamed whole when complete)
 skip, hallucination -> ``evolens.interventions`` / ``evolens.eval`` (staged folders too)
-lens_compare -> the same samples traced with a second lens, then ``evolens.analysis.compare``
+lens_compare -> the same samples traced with a second lens, then ``evolens.pipeline.compare``
 report -> ``evolens.report.build_report`` (one file, written atomically)
 """
 
 from __future__ import annotations
 
 import platform
-from typing import TYPE_CHECKING, Any
+from importlib.metadata import version
+from typing import Any
 
+import evolens
+from evolens.analysis import detect_stages
+from evolens.data.resolve import Sample, open_images, resolve_samples
+from evolens.data.sources import load_rows, read_manifest
 from evolens.errors import EvolensError, InputError
+from evolens.eval.trace_metrics import write_hallucination
+from evolens.interventions.experiments import custom_conditions, run_experiment, stage_conditions
+from evolens.interventions.plan import LayerPlan
+from evolens.interventions.report import write_skip_outputs
 from evolens.io import atomic
+from evolens.io.store import finished_sample_ids
+from evolens.io.store import read_failures as read_trace_failures
+from evolens.io.trace import load_trace
+from evolens.pipeline.analyze import AnalyzeOptions, analyze
+from evolens.pipeline.compare import compare_traces
+from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
+from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
 from evolens.pipeline.record import RunLayout
-from evolens.pipeline.run import TRACE_IDENTITY, Stage
-
-if TYPE_CHECKING:
-    from evolens.pipeline.run import RunContext
+from evolens.report import ReportInputs, build_report
+from evolens.tracing.tracer import trace
 
 ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "lens_compare", "report")
 
 
 def data_stage(context: RunContext) -> dict[str, Any]:
-    """Select the samples and write them as the run's manifest."""
-    from evolens.data.sources import load_rows, manifest_text
-
-    rows = load_rows(context.config.data, context.layout.root / "data")
-    atomic.write_text(context.layout.manifest, manifest_text(rows))
+    """Select the samples (with each image's SHA-256), say what changed since the last run, and write them
+    as the run's manifest."""
+    layout = context.layout
+    rows = load_rows(context.config.data, layout.root / "data")
+    lines = manifest_lines(rows, layout.root / "data" / "file_hashes.json")
+    previous = (
+        [without_line_numbers(line) for line in read_manifest(layout.manifest)]
+        if layout.manifest.is_file()
+        else None
+    )
+    changes = compare(previous, lines) if previous is not None else None
+    if previous != lines:  # new inputs, or the same ones at new paths (a moved run folder)
+        atomic.write_jsonl(layout.manifest, lines)
     context.say(f"data: {len(rows)} samples ({describe_data(context)})")
-    return {"samples": len(rows)}
+    if changes:
+        context.say(f"data: since the last run: {changes.describe()}; the stages after this one run again")
+    return {"samples": len(rows), **({"changes": changes.to_dict()} if changes else {})}
 
 
 def trace_stage(context: RunContext) -> dict[str, Any]:
     """Trace every sample of the manifest not traced yet; failed inputs are recorded, not fatal."""
-    from evolens.io.store import finished_sample_ids, read_failures
-
-    result = _trace_manifest(context, context.layout.trace, context.config.trace.lens)
+    result = _trace_manifest(context, context.layout.trace, context.config.trace.lens, exclusive=True)
     finished = finished_sample_ids(context.layout.trace)
-    failures = read_failures(context.layout.trace)
+    failures = read_trace_failures(context.layout.trace)
     if not finished:
         first = f"; first: {failures[0].get('error')}" if failures else ""
         raise InputError(f"every input failed ({len(failures)}){first}")
-    context.say(f"trace: {len(result.traced)} traced now, {len(result.skipped)} already done")
+    retraced = f" ({len(result.retraced)} because their input changed)" if result.retraced else ""
+    removed = f", {len(result.removed)} removed (no longer in the inputs)" if result.removed else ""
+    context.say(
+        f"trace: {len(result.traced)} traced now{retraced}, {len(result.skipped)} already done{removed}"
+    )
     return {"samples": len(finished), "failed": len(failures)}
 
 
-def _trace_manifest(context: RunContext, out: Any, lens: str, keep_hidden: bool | None = None) -> Any:
+def _trace_manifest(
+    context: RunContext, out: Any, lens: str, keep_hidden: bool | None = None, exclusive: bool = False
+) -> Any:
     """``trace`` of the run's manifest with the run's trace settings and ``lens``, into ``out``."""
-    from evolens.tracing.tracer import trace
-
     settings = context.config.trace
     return trace(
         context.model,
@@ -61,19 +87,18 @@ def _trace_manifest(context: RunContext, out: Any, lens: str, keep_hidden: bool 
         batch_size=settings.batch_size,
         lens=lens,
         top_k=settings.top_k,
-        keep_hidden=settings.keep_hidden if keep_hidden is None else keep_hidden,
+        keep_hidden=bool(settings.keep_hidden) if keep_hidden is None else keep_hidden,
         do_sample=settings.do_sample,
         temperature=settings.temperature,
         seed=settings.seed,
         progress=not context.quiet,
+        exclusive=exclusive,
     )
 
 
 def lens_compare_stage(context: RunContext) -> dict[str, Any]:
     """The manifest traced again with the second lens (same decoding, so the same tokens), then the
     stages, critical and mutation layers and KL-to-final of both lenses side by side."""
-    from evolens.analysis.compare import compare_traces
-
     config, layout = context.config, context.layout
     folder = layout.lens_compare
     second, spec_file = folder / "trace", folder / "lens.json"
@@ -82,7 +107,7 @@ def lens_compare_stage(context: RunContext) -> dict[str, Any]:
 
         shutil.rmtree(second)  # traced with another second lens: start that trace over
     atomic.write_json(spec_file, {"lens": config.lens_compare.lens})
-    _trace_manifest(context, second, config.lens_compare.lens, keep_hidden=False)
+    _trace_manifest(context, second, config.lens_compare.lens, keep_hidden=False, exclusive=True)
     labels = [f"lens {config.trace.lens}", f"lens {config.lens_compare.lens}"]
     result = compare_traces(
         [layout.trace, second], labels, folder / "compare", n_boot=config.analyze.n_boot, seed=0
@@ -100,10 +125,14 @@ def _stage_line(row: dict[str, Any]) -> str:
 
 def analyze_stage(context: RunContext) -> dict[str, Any]:
     """Stages, statistics, figures and feature views of the trace, into ``OUT/analysis``."""
-    from evolens.pipeline.analyze import AnalyzeOptions, analyze
-
+    settings = context.config.analyze
     options = AnalyzeOptions(
-        samples=first_sample_per_prompt(context.layout), answer=context.config.analyze.answer
+        samples=first_sample_per_prompt(context.layout),
+        answer=settings.answer,
+        projections=tuple(settings.projections),
+        features=bool(settings.projections),
+        n_boot=settings.n_boot,
+        max_answer_images=settings.max_answer_images,
     )
     with atomic.staged_directory(context.layout.analysis) as staging:
         result = analyze(context.layout.trace, staging, options)
@@ -114,11 +143,6 @@ def analyze_stage(context: RunContext) -> dict[str, Any]:
 
 def skip_stage(context: RunContext) -> dict[str, Any]:
     """Generate again with layers skipped (the detected stages, or a given range) and compare."""
-    from evolens.analysis import detect_stages, load_trace
-    from evolens.interventions.experiments import custom_conditions, run_experiment, stage_conditions
-    from evolens.interventions.plan import LayerPlan
-    from evolens.interventions.report import skip_figure, skip_record, write_skip_json
-
     config, loaded = context.config, context.model
     seeds = list(range(config.skip.random_seeds))
     stages = None
@@ -133,7 +157,9 @@ def skip_stage(context: RunContext) -> dict[str, Any]:
             return {"conditions": 0}
     else:
         conditions = custom_conditions(LayerPlan.parse(config.skip.plan, loaded.n_layers), seeds)
-    samples = prompted_samples(context, config.skip.limit)
+    samples, failures = traced_samples(context, config.skip.limit)
+    for failure in failures:
+        context.say(f"skip: left out {failure}")
     summaries = run_experiment(
         loaded,
         samples,
@@ -148,17 +174,15 @@ def skip_stage(context: RunContext) -> dict[str, Any]:
         "max_new_tokens": config.trace.max_new_tokens,
         "n_samples": len(samples),
         "random_seeds": seeds,
+        "failures": failures,
     }
     with atomic.staged_directory(context.layout.skip) as staging:
-        write_skip_json(staging / "skip.json", skip_record(summaries, samples, settings, stages))
-        skip_figure(atomic.read_json(staging / "skip.json"), staging / "skip")
+        write_skip_outputs(staging, summaries, samples, settings, stages)
     return {"conditions": len(conditions), "samples": len(samples)}
 
 
 def hallucination_stage(context: RunContext) -> dict[str, Any]:
     """Hallucination scores from the ground truth the samples carry (shapes world, COCO objects)."""
-    from evolens.eval.trace_metrics import write_hallucination
-
     with atomic.staged_directory(context.layout.hallucination) as staging:
         write_hallucination(context.layout.trace, staging, n_boot=context.config.analyze.n_boot)
     return {}
@@ -166,8 +190,6 @@ def hallucination_stage(context: RunContext) -> dict[str, Any]:
 
 def report_stage(context: RunContext) -> dict[str, Any]:
     """``OUT/report.html`` from everything the run produced."""
-    from evolens.report import ReportInputs, build_report
-
     layout, config = context.layout, context.config
     experiments = {}
     if config.skip.enabled:
@@ -192,7 +214,7 @@ def report_stage(context: RunContext) -> dict[str, Any]:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("data", ("data",), lambda out: out.manifest, data_stage),
+    Stage("data", ("data",), lambda out: out.manifest, data_stage, always=True),
     Stage("trace", TRACE_IDENTITY, lambda out: out.trace, trace_stage),
     Stage(
         "analyze",
@@ -228,34 +250,20 @@ STAGES: tuple[Stage, ...] = (
 
 def read_failures(layout: RunLayout) -> list[dict[str, Any]]:
     """Inputs whose latest trace attempt failed: {"sample_id", "image", "error"} each."""
-    from evolens.io.store import read_failures as read_trace_failures
-
     return read_trace_failures(layout.trace) if layout.trace.is_dir() else []
 
 
-def prompted_samples(context: RunContext, limit: int | None) -> list[Any]:
-    """The traced samples (at most ``limit``) with their images loaded, for experiments that generate."""
-    from evolens.data.images import load_image
-    from evolens.data.sources import read_manifest
-    from evolens.interventions.experiments import Prompted
-    from evolens.io.store import finished_sample_ids
-
+def traced_samples(context: RunContext, limit: int | None) -> tuple[list[Sample], list[str]]:
+    """The traced samples (the first ``limit`` of them) whose images can be read, for experiments that
+    generate again, and one "id: error" line for each that could not be read now."""
     finished = finished_sample_ids(context.layout.trace)
-    vision = context.model.adapter.vision
-    samples = []
-    for line in read_manifest(context.layout.manifest):
-        if line["id"] not in finished:
-            continue
-        image = load_image(line["image"]) if vision and line.get("image") else None
-        samples.append(Prompted(str(line["id"]), image, str(line["prompt"]), line.get("ground_truth")))
-    return samples[:limit]
+    samples = [s for s in resolve_samples(context.layout.manifest) if s.sample_id in finished][:limit]
+    readable, _, failures = open_images(samples, context.model.adapter.vision)
+    return readable, [f"{failure['sample_id']}: {failure['error']}" for failure in failures]
 
 
 def first_sample_per_prompt(layout: RunLayout, at_most: int = 3) -> list[str] | None:
     """The first finished sample of each prompt (for the single-sample figures), None if unknown."""
-    from evolens.data.sources import read_manifest
-    from evolens.io.store import finished_sample_ids
-
     finished = finished_sample_ids(layout.trace)
     chosen: dict[str, str] = {}
     for line in read_manifest(layout.manifest):
@@ -280,32 +288,25 @@ def describe_data(context: RunContext) -> str:
 
 def run_info(context: RunContext, n_failed: int) -> dict[str, Any]:
     """What the report's run summary shows beyond the trace's own metadata."""
-    import plotly
-    import torch
-    import transformers
-
-    import evolens
-
     config = context.config
     prompts = sorted({str(line["prompt"]) for line in _manifest_lines(context.layout)})
     return {
         "model": config.model,
         "data": f"{describe_data(context)}; prompts: " + " | ".join(prompts),
         "created": context.record.created,
+        "stages": context.record.data["stages"],  # the finished stages, with their durations
         "n_failed": n_failed,
         "config": config.to_yaml(),
         "settings": {"max_new_tokens": config.trace.max_new_tokens, "batch_size": config.trace.batch_size},
         "versions": {
             "evolens": evolens.__version__,
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "plotly": plotly.__version__,
+            "torch": version("torch"),
+            "transformers": version("transformers"),
+            "plotly": version("plotly"),
             "python": platform.python_version(),
         },
     }
 
 
 def _manifest_lines(layout: RunLayout) -> list[dict[str, Any]]:
-    from evolens.data.sources import read_manifest
-
     return read_manifest(layout.manifest)

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from evolens.analysis.single_token import HeatmapData
 from evolens.analysis.stages import StageResult
-from evolens.plots.style import STAGE_COLORS, figure_style, layer_ticks, new_figure, token_label
+from evolens.plots.style import KEY_LAYER_COLORS, figure_style, layer_ticks, new_figure, token_label
 
 MAX_ANNOTATED_CELLS = 40 * 40
 
@@ -74,16 +74,16 @@ def _annotate(axes, data: HeatmapData) -> None:
 def _stage_lines(axes, stages: StageResult, first_layer: int) -> None:
     if stages.critical_layer is not None:
         x = stages.critical_layer - first_layer + 0.5
-        axes.axvline(x, color="black", lw=1.5, ls="--")
+        axes.axvline(x, color=KEY_LAYER_COLORS["critical"], lw=1.5, ls="--")
         axes.text(x, -0.7, f" critical {stages.critical_layer}", fontsize=8, va="bottom")
     if stages.mutation_layer is not None:
         x = stages.mutation_layer - first_layer - 0.5
-        axes.axvline(x, color=STAGE_COLORS["mutation"], lw=1.5, ls="--")
+        axes.axvline(x, color=KEY_LAYER_COLORS["mutation"], lw=1.5, ls="--")
         axes.text(
             x,
             -0.7,
             f" mutation {stages.mutation_layer}",
             fontsize=8,
             va="bottom",
-            color=STAGE_COLORS["mutation"],
+            color=KEY_LAYER_COLORS["mutation"],
         )

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from evolens.analysis.single_token import LensGrid
 from evolens.analysis.stages import StageResult
-from evolens.plots.style import figure_style, layer_ticks, new_figure, token_label
+from evolens.plots.style import KEY_LAYER_COLORS, figure_style, layer_ticks, new_figure, token_label
 
 
 def plot_lens_grid(grid: LensGrid, stages: StageResult | None = None, title: str | None = None) -> Figure:
@@ -46,9 +46,9 @@ def plot_lens_grid(grid: LensGrid, stages: StageResult | None = None, title: str
         ticks = layer_ticks(n_layers) if n_layers <= 16 else list(range(0, n_layers + 1, 2))
         axes.set_yticks(ticks, [str(t) for t in ticks], fontsize=8)
         if stages is not None and stages.critical_layer is not None:
-            axes.axhline(stages.critical_layer - 0.5, color="black", lw=1.2, ls="--")
+            axes.axhline(stages.critical_layer - 0.5, color=KEY_LAYER_COLORS["critical"], lw=1.2, ls="--")
         if stages is not None and stages.mutation_layer is not None:
-            axes.axhline(stages.mutation_layer - 0.5, color="#9467bd", lw=1.2, ls="--")
+            axes.axhline(stages.mutation_layer - 0.5, color=KEY_LAYER_COLORS["mutation"], lw=1.2, ls="--")
         axes.set_xlabel(f"emitted token (steps {grid.steps[0]}-{grid.steps[-1]})")
         axes.set_ylabel("layer (0 = input embeddings)")
         colorbar = figure.colorbar(image, ax=axes, fraction=0.03, pad=0.01)

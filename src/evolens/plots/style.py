@@ -5,7 +5,6 @@ Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no global
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +14,12 @@ import matplotlib as mpl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from evolens.analysis.stages import Stage, StageResult
+from evolens.analysis.stages import StageResult
 
 STAGE_COLORS = {"rapid_evolution": "#3aa76d", "stabilization": "#4682b4", "mutation": "#9467bd"}
+STAGE_ALPHA = 0.08
+"""Opacity of the stage tints on layer axes (the report uses the same colours and opacity)."""
+KEY_LAYER_COLORS = {"critical": "#000000", "mutation": STAGE_COLORS["mutation"]}
 STAGE_LABELS = {
     "rapid_evolution": "rapid evolution",
     "stabilization": "stabilization",
@@ -44,14 +46,16 @@ RC = {
     "svg.hashsalt": "evolens",
     "svg.fonttype": "none",
     "image.interpolation": "nearest",
+    "text.parse_math": False,  # a prompt like "worth $5 or $10?" is text, never mathtext
 }
-_MATH = re.compile(r"([$])")
+WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥"}
+"""How a figure or the report shows whitespace inside a token (other invisible characters: \\uXXXX)."""
 
 
 @contextmanager
 def figure_style() -> Iterator[None]:
     """Apply evolens' rc settings while a figure is built and saved."""
-    with mpl.rc_context(RC), warnings.catch_warnings():
+    with mpl.rc_context(RC), warnings.catch_warnings():  # type: ignore[arg-type]
         warnings.filterwarnings("ignore", message="Glyph .* missing")
         yield
 
@@ -70,31 +74,27 @@ def save_figure(figure: Figure, directory: Path, name: str) -> list[Path]:
     return paths
 
 
+def visible_token(token: str) -> str:
+    """A token with every whitespace character made visible: spaces as "␣", newlines as "↵", tabs as "⇥",
+    other invisible characters as \\uXXXX; the empty token as "∅"."""
+    text = "".join(WHITESPACE.get(ch) or _printable(ch) for ch in str(token))
+    return text or "∅"
+
+
 def token_label(token: str, width: int = 14) -> str:
-    """A token as a figure label: a leading space as "▁", newlines as "↵", tabs as "⇥", other invisible
-    characters as \\uXXXX, no mathtext."""
-    text = str(token)
-    if text.startswith(" "):
-        text = "▁" + text[1:]
-    text = text.replace("\n", "↵").replace("\t", "⇥").replace("\r", "")
-    text = "".join(
-        ch if ch.isprintable() and (ch == " " or not ch.isspace()) else _escaped(ch) for ch in text
-    )
-    if len(text) > width:
-        text = text[: width - 1] + "…"
-    return _MATH.sub(r"\\\1", text) if text else "∅"
+    """``visible_token(token)`` cut to ``width`` characters (with "…")."""
+    text = visible_token(token)
+    return text[: width - 1] + "…" if len(text) > width else text
 
 
-def _escaped(character: str) -> str:
+def _printable(character: str) -> str:
+    """The character itself when it draws as something, else its \\uXXXX escape."""
+    if character.isprintable() and not character.isspace():
+        return character
     return f"\\u{ord(character):04x}"
 
 
-def layer_span(stage: Stage) -> str:
-    """ "layers 12-26", or "layer 30" for a one-layer stage."""
-    return f"layer {stage.start}" if stage.start == stage.end else f"layers {stage.start}-{stage.end}"
-
-
-def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: float = 0.08) -> None:
+def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: float = STAGE_ALPHA) -> None:
     """Tint each stage's layers on a layer axis (x = lens layer) and name the stages in a legend."""
     for stage in stages.stages:
         axes.axvspan(
@@ -103,20 +103,22 @@ def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: fl
             color=STAGE_COLORS[stage.name],
             alpha=alpha,
             lw=0,
-            label=f"{STAGE_LABELS[stage.name]} ({layer_span(stage)})",
+            label=f"{STAGE_LABELS[stage.name]} ({stage.span})",
         )
 
 
 def mark_key_layers(axes: Axes, stages: StageResult, text: bool = True) -> None:
     """Dashed lines at the critical layer and at each mutation layer, named above the axes."""
     if stages.critical_layer is not None:
-        axes.axvline(stages.critical_layer, color="black", ls="--", lw=1)
+        critical = KEY_LAYER_COLORS["critical"]
+        axes.axvline(stages.critical_layer, color=critical, ls="--", lw=1)
         if text:
-            _name_line(axes, stages.critical_layer, f"critical {stages.critical_layer}", "black")
+            _name_line(axes, stages.critical_layer, f"critical {stages.critical_layer}", critical)
+    mutation = KEY_LAYER_COLORS["mutation"]
     for layer in stages.mutation_layers:
-        axes.axvline(layer, color=STAGE_COLORS["mutation"], ls=":", lw=1.2)
+        axes.axvline(layer, color=mutation, ls=":", lw=1.2)
     if text and stages.mutation_layer is not None:
-        _name_line(axes, stages.mutation_layer, f"mutation {stages.mutation_layer}", STAGE_COLORS["mutation"])
+        _name_line(axes, stages.mutation_layer, f"mutation {stages.mutation_layer}", mutation)
 
 
 def _name_line(axes: Axes, x: float, text: str, color: str) -> None:

@@ -30,12 +30,17 @@ def plot_token_probabilities(
         order = list(range(len(curves.token_ids)))[::-1]
         for i in order:
             color = SERIES_COLORS[i % len(SERIES_COLORS)]
-            emitted = i == 0
-            label = token_label(curves.labels[i]) + (" (emitted)" if emitted else "")
+            first = i == 0
+            label = token_label(curves.labels[i]) + (" (emitted)" if first else "")
             axes.fill_between(
-                curves.layers, curves.probs[i], color=color, alpha=0.55 if emitted else 0.4, lw=0, label=label
+                curves.layers,
+                curves.probs[i],
+                color=color,
+                alpha=0.55 if first else 0.4,
+                lw=0,
+                label=label,
             )
-            axes.plot(curves.layers, curves.probs[i], color=color, lw=1.6 if emitted else 0.8)
+            axes.plot(curves.layers, curves.probs[i], color=color, lw=1.6 if first else 0.8)
         if stages is not None:
             mark_key_layers(axes, stages)
         axes.set_xlim(0, n_layers)

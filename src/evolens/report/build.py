@@ -7,7 +7,6 @@ package; ``build_report`` does both and writes the file atomically.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -17,14 +16,11 @@ from typing import Any
 from evolens.analysis.vocabulary import TokenStrings
 from evolens.io import atomic
 from evolens.io.trace import load_trace
+from evolens.plots.style import KEY_LAYER_COLORS, SERIES_COLORS, STAGE_ALPHA, STAGE_COLORS, WHITESPACE
+from evolens.report.experiments import experiment_entry, experiment_notes
+from evolens.report.features import feature_views
 from evolens.report.samples import pick_samples, sample_entries
-from evolens.report.sections import (
-    figure_entries,
-    layer_curves,
-    read_json_file,
-    stages_section,
-    tables_from_json,
-)
+from evolens.report.sections import figure_entries, layer_curves, read_json_file, stages_section
 
 PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|PLOTLY_JS|REPORT_JS|DATA)\}\}")
 
@@ -37,7 +33,8 @@ class ReportInputs:
         trace_dir: a trace dataset (docs/trace-format.md).
         analysis_dir: ``evolens analyze`` output (``summary.json``, figures, feature coordinates).
         experiments: title -> JSON file (e.g. {"Layer skipping": skip.json}); missing files are left out.
-        run: what the run summary shows beyond the trace's meta.json (data, settings, versions, created).
+        run: what the run summary shows beyond the trace's meta.json (data, settings, versions, created;
+            ``stages``: run.json's finished stages, whose ``seconds`` become the timings; ``notes``).
         failures: inputs that failed ({"sample_id", "image", "error"}), listed in the report.
         max_samples: samples whose token-by-layer detail is embedded.
         figure_dirs: more folders whose PNG figures the report shows (e.g. the lens comparison's).
@@ -60,31 +57,49 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
     vocab: dict[int, str] = {}
     samples = sample_entries(trace, pick_samples(trace, inputs.max_samples), vocab)
     strings = TokenStrings(trace)
-    tables = []
+    experiments, notes = [], run_notes(inputs.run, summary)
     for title, path in inputs.experiments.items():
-        tables.extend(tables_from_json(title, read_json_file(path)))
-    from evolens.report.features import feature_views
-
+        value = read_json_file(path)
+        entry = experiment_entry(title, path, value)
+        if entry is not None:
+            experiments.append(entry)
+            notes += [{"source": title, "text": text} for text in experiment_notes(value)]
     return {
         "title": inputs.title or f"evolens: {trace.meta.get('model', 'model')}",
+        "style": {
+            "stage_colors": STAGE_COLORS,
+            "stage_alpha": STAGE_ALPHA,
+            "key_layer_colors": KEY_LAYER_COLORS,
+            "series_colors": SERIES_COLORS,
+            "whitespace": WHITESPACE,
+        },
         "run": run_summary(trace.meta, inputs.run, n_samples=len(trace.samples), n_tokens=trace.n_tokens),
         "n_layers": trace.n_layers,
         "stages": stages_section(summary, trace.n_layers),
-        "curves": layer_curves(trace),
+        "curves": layer_curves(trace, summary),
         "samples": samples,
         "n_samples_total": len(trace.samples),
         "vocab": {str(i): strings(i) for i in sorted(vocab)},
         "features": feature_views(inputs.analysis_dir) if inputs.analysis_dir else [],
-        "tables": tables,
+        "experiments": experiments,
         "figures": figure_entries(
             [*([inputs.analysis_dir] if inputs.analysis_dir else []), *inputs.figure_dirs]
         ),
         "failures": inputs.failures,
+        "notes": notes,
     }
 
 
+def run_notes(run: dict[str, Any], summary: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Every note the run and the analysis recorded (what was capped, dropped or not measured)."""
+    notes = [{"source": "run", "text": str(note)} for note in run.get("notes") or []]
+    notes += [{"source": "analysis", "text": str(note)} for note in (summary or {}).get("notes") or []]
+    return notes
+
+
 def run_summary(meta: dict[str, Any], run: dict[str, Any], n_samples: int, n_tokens: int) -> dict[str, Any]:
-    """Model, data, settings and versions for the summary card (the run's values win over meta.json's)."""
+    """Model, data, settings, versions and stage timings for the summary card (the run's values win over
+    meta.json's)."""
     decoding = meta.get("decoding") or {}
     settings = {
         "lens": meta.get("lens"),
@@ -94,6 +109,7 @@ def run_summary(meta: dict[str, Any], run: dict[str, Any], n_samples: int, n_tok
         "seed": meta.get("seed"),
         **(run.get("settings") or {}),
     }
+    stages = run.get("stages") or {}
     return {
         "model": run.get("model") or meta.get("model"),
         "revision": meta.get("revision"),
@@ -106,6 +122,11 @@ def run_summary(meta: dict[str, Any], run: dict[str, Any], n_samples: int, n_tok
         "n_failed": run.get("n_failed", 0),
         "settings": {k: v for k, v in settings.items() if v is not None},
         "versions": {**(meta.get("versions") or {}), **(run.get("versions") or {})},
+        "timings": [
+            {"stage": str(name), "seconds": float(details["seconds"])}
+            for name, details in stages.items()
+            if isinstance(details, dict) and isinstance(details.get("seconds"), int | float)
+        ],
         "config": run.get("config"),
     }
 
@@ -115,8 +136,7 @@ def render(data: dict[str, Any]) -> str:
     from plotly.offline import get_plotlyjs
 
     package = resources.files("evolens.report")
-    # "</" inside inline JSON would end the <script> element early
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    payload = script_json(data)
     parts = {
         "TITLE": _escape_html(str(data["title"])),
         "CSS": package.joinpath("report.css").read_text(encoding="utf-8"),
@@ -126,6 +146,16 @@ def render(data: dict[str, Any]) -> str:
     }
     template = package.joinpath("template.html").read_text(encoding="utf-8")
     return PLACEHOLDER.sub(lambda match: parts[match.group(1)], template)
+
+
+SCRIPT_ESCAPES = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
+
+
+def script_json(data: Any) -> str:
+    """``data`` as JSON that is safe inside an inline ``<script>``: no text can end the element or open a
+    comment or CDATA section, because every ``<``, ``>`` and ``&`` is written as a \\u escape (the value
+    parses back unchanged); U+2028/U+2029 are escaped as well."""
+    return atomic.json_text(data, indent=None, sort_keys=False).translate(SCRIPT_ESCAPES)
 
 
 def build_report(inputs: ReportInputs, out: Path) -> Path:

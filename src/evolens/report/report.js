@@ -6,7 +6,8 @@
   const L = DATA.n_layers;
   const LAYERS = Array.from({ length: L + 1 }, (_, i) => i);
   const PLOT_CONFIG = { displaylogo: false, responsive: true, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
-  const STAGE_COLORS = ["rgba(253,174,107,0.22)", "rgba(107,174,214,0.20)", "rgba(231,41,138,0.14)", "rgba(120,120,120,0.12)"];
+  const STYLE = DATA.style;  // the figures' own colours (evolens.plots.style), so the page and the PNGs agree
+  const OTHER_STAGE = "#7f7f7f";
   const PURPLES = [[0, "#fcfbfd"], [0.125, "#efedf5"], [0.25, "#dadaeb"], [0.375, "#bcbddc"], [0.5, "#9e9ac8"],
                    [0.625, "#807dba"], [0.75, "#6a51a3"], [0.875, "#54278f"], [1, "#3f007d"]];
   const SERIES_COLORS = ["#6a51a3", "#e6550d", "#31a354", "#3182bd", "#d6616b", "#8c6d31"];
@@ -38,21 +39,44 @@
     if (value !== 0 && Math.abs(value) < 1e-3) return value.toExponential(2);
     return value.toFixed(digits ?? 4);
   };
-  const showToken = (text) => (text === "" ? "∅" : text.replace(/\n/g, "⏎").replace(/\t/g, "⇥"));
-  const label = (text) => showToken(text).trim() || showToken(text).replace(/ /g, "␣");
+  /* a token with every whitespace character visible, as the figures write it (evolens.plots.style.visible_token) */
+  const INVISIBLE = /[\p{C}\p{Z}\s]/u;
+  const showToken = (text) => {
+    let shown = "";
+    for (const ch of String(text)) {
+      if (ch in STYLE.whitespace) shown += STYLE.whitespace[ch];
+      else if (INVISIBLE.test(ch)) shown += "\\u" + ch.codePointAt(0).toString(16).padStart(4, "0");
+      else shown += ch;
+    }
+    return shown || "∅";
+  };
+  const label = showToken;
+  const stageColor = (name) => STYLE.stage_colors[name] || OTHER_STAGE;
+  const tint = (hex, alpha) => {
+    const n = parseInt(hex.slice(1), 16);
+    return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${alpha})`;
+  };
+  const naturalOrder = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" }).compare;
   const vocab = (id) => (id in DATA.vocab ? DATA.vocab[id] : "#" + id);
+
+  function duration(seconds) {
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes} min ${Math.round(seconds - 60 * minutes)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
 
   /* ---------- stages: shared shapes for every layer axis ---------- */
   function stageShapes(withKeyLayers) {
     const shapes = [];
     const stages = DATA.stages;
     if (!stages) return shapes;
-    (stages.stages || []).forEach((stage, i) => {
+    (stages.stages || []).forEach((stage) => {
       shapes.push({ type: "rect", xref: "x", yref: "paper", x0: stage.start - 0.5, x1: stage.end + 0.5, y0: 0, y1: 1,
-                    fillcolor: STAGE_COLORS[i % STAGE_COLORS.length], line: { width: 0 }, layer: "below" });
+                    fillcolor: tint(stageColor(stage.name), STYLE.stage_alpha), line: { width: 0 }, layer: "below" });
     });
     if (withKeyLayers) {
-      for (const [key, color] of [["critical", "#2b8cbe"], ["mutation", "#c51b7d"]]) {
+      for (const [key, color] of Object.entries(STYLE.key_layer_colors)) {
         const value = stages[key + "_layer"];
         const ci = stages[key + "_ci"];
         if (ci) shapes.push({ type: "rect", xref: "x", yref: "paper", x0: ci[0], x1: ci[1], y0: 0, y1: 1,
@@ -94,6 +118,12 @@
       box("Settings", kv(Object.entries(run.settings || {}))),
       box("Versions", kv(Object.entries(run.versions || {}))),
     );
+    if ((run.timings || []).length) {
+      const total = run.timings.reduce((sum, t) => sum + t.seconds, 0);
+      const rows = run.timings.map((t) => [t.stage, duration(t.seconds)]);
+      rows.push(["total", duration(total)]);
+      $("summary-body").append(box("Stage timings", kv(rows)));
+    }
     if (run.config) {
       $("summary").append(el("details", { class: "config" }, el("summary", { text: "Resolved configuration (config.yaml)" }),
                               el("pre", { text: run.config })));
@@ -108,9 +138,10 @@
       const ci = (v) => (v ? ` (95% CI ${fmt(v[0], 1)}–${fmt(v[1], 1)})` : "");
       if (stages.critical_layer !== null) chips.append(el("span", { class: "chip key", text: `critical layer ${fmt(stages.critical_layer, 1)}${ci(stages.critical_ci)}` }));
       if (stages.mutation_layer !== null) chips.append(el("span", { class: "chip key", text: `mutation layer ${fmt(stages.mutation_layer, 1)}${ci(stages.mutation_ci)}` }));
-      (stages.stages || []).forEach((stage, i) => {
-        const chip = el("span", { class: "chip", text: `${stage.name.replace(/_/g, " ")}: layers ${stage.start}–${stage.end}` });
-        chip.style.background = STAGE_COLORS[i % STAGE_COLORS.length];
+      (stages.stages || []).forEach((stage) => {
+        const chip = el("span", { class: "chip stage", text: stage.label });
+        chip.style.background = tint(stageColor(stage.name), 2 * STYLE.stage_alpha);
+        chip.style.borderColor = stageColor(stage.name);
         chips.append(chip);
       });
     } else {
@@ -223,10 +254,11 @@
       texttemplate: state.values ? `%{z:.${info.digits}f}` : "", textfont: { size: 9 },
     };
     const layout = {
-      height: Math.max(320, rows * 20 + 90), margin: { l: 110, r: 10, t: 10, b: 60 },
-      xaxis: { title: { text: "layer" }, dtick: L > 40 ? 5 : L > 16 ? 2 : 1, side: "bottom", fixedrange: true },
+      // the layer axis sits on top: a long sample scrolls inside its box, and a bottom axis would be out of sight
+      height: Math.max(320, rows * 20 + 90), margin: { l: 110, r: 10, t: 60, b: 10 },
+      xaxis: { title: { text: "layer", standoff: 6 }, dtick: L > 40 ? 5 : L > 16 ? 2 : 1, side: "top", fixedrange: true },
       yaxis: { autorange: "reversed", tickmode: "array", tickvals: sample.tokens.map((_, i) => i),
-               ticktext: sample.tokens.map((t) => label(t).slice(0, 14)), fixedrange: true, automargin: true },
+               ticktext: sample.tokens.map((t) => escapeHtml([...label(t)].slice(0, 14).join(""))), fixedrange: true, automargin: true },
       shapes: [],
     };
     const div = $("heatmap");
@@ -279,18 +311,18 @@
     const s = state.step;
     const token = sample.tokens[s];
     $("prob-title").textContent = `Step ${s}: “${label(token)}” across layers`;
-    const series = [{ id: sample.token_ids[s], name: `${label(token)} (emitted)`, y: sample.metrics.prob[s] }];
+    const series = [{ id: sample.token_ids[s], name: `${escapeHtml(label(token))} (emitted)`, y: sample.metrics.prob[s] }];
     for (const id of candidates(sample, s)) {
       const y = LAYERS.map((layer) => {
         const at = sample.topk_ids[s][layer].indexOf(id);
         return at >= 0 ? sample.topk_probs[s][layer][at] : null;
       });
-      series.push({ id, name: label(vocab(id)), y });
+      series.push({ id, name: escapeHtml(label(vocab(id))), y });
     }
     const traces = series.map((entry, i) => ({
       x: LAYERS, y: entry.y, name: entry.name, mode: "lines", fill: "tozeroy", connectgaps: false,
       line: { color: SERIES_COLORS[i % SERIES_COLORS.length], width: i === 0 ? 2.5 : 1.5 },
-      hovertemplate: `${escapeHtml(entry.name)}<br>layer %{x}: %{y:.3f}<extra></extra>`,
+      meta: entry.name, hovertemplate: "%{meta}<br>layer %{x}: %{y:.3f}<extra></extra>",
     }));
     const shapes = stageShapes(false);
     shapes.push({ type: "line", xref: "x", yref: "paper", x0: state.layer, x1: state.layer, y0: 0, y1: 1,
@@ -360,45 +392,98 @@
     choose(0);
   }
 
-  /* ---------- feature views, tables, figures, failures ---------- */
-  function renderFeatures() {
-    if (!DATA.features.length) { $("features").hidden = true; return; }
-    const divs = DATA.features.map(() => el("div"));
-    $("feature-grid").append(...divs);
-    DATA.features.forEach((view, index) => {
-      const div = divs[index];
-      const groups = [...new Set(view.group || [""])];
-      const symbols = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "pentagon", "hexagon", "triangle-down"];
-      const traces = groups.map((group, g) => {
-        const idx = view.x.map((_, i) => i).filter((i) => !view.group || view.group[i] === group);
-        return {
-          type: "scatter", mode: "markers", name: String(group), x: idx.map((i) => view.x[i]), y: idx.map((i) => view.y[i]),
-          text: idx.map((i) => (view.text ? view.text[i] : "")),
-          marker: { size: 7, symbol: symbols[g % symbols.length], color: idx.map((i) => view.color[i]), colorscale: "Viridis",
-                    cmin: view.cmin ?? 0, cmax: view.cmax ?? L, line: { width: 0.5, color: "#333" },
-                    showscale: g === 0, colorbar: { title: { text: view.color_label || "layer" }, thickness: 12 } },
-          hovertemplate: "%{text}<extra></extra>",
-        };
+  /* ---------- feature views ---------- */
+  const SYMBOLS = ["circle", "square", "diamond", "triangle-up", "cross", "x", "star", "pentagon", "hexagon", "triangle-down",
+                   "triangle-left", "triangle-right", "hourglass", "bowtie", "star-diamond", "circle-open", "square-open", "diamond-open"];
+  const GROUP_COLORS = STYLE.series_colors;
+  const NO_GROUP = "(no group)";
+
+  function featureTraces(view, colorBy) {
+    const points = view.x.map((_, i) => i);
+    const key = view.sample_group ? (i) => view.sample_group[i] ?? NO_GROUP : view.group ? (i) => view.group[i] : () => "";
+    const names = [...new Set(points.map(key))].sort(naturalOrder);
+    const traces = [];
+    if (view.answer && view.group) {  // each image's path from shallow to deep
+      for (const image of [...new Set(view.group)].sort(naturalOrder)) {
+        const idx = points.filter((i) => view.group[i] === image).sort((a, b) => view.color[a] - view.color[b]);
+        traces.push({ type: "scatter", mode: "lines", x: idx.map((i) => view.x[i]), y: idx.map((i) => view.y[i]),
+                      line: { color: "rgba(110,110,110,0.35)", width: 1 }, hoverinfo: "skip", showlegend: false });
+      }
+    }
+    names.forEach((name, g) => {
+      const idx = points.filter((i) => key(i) === name);
+      const byGroup = colorBy === "group";
+      const marker = byGroup
+        ? { color: GROUP_COLORS[g % GROUP_COLORS.length] }
+        : { color: idx.map((i) => view.color[i]), colorscale: "Viridis", cmin: 0, cmax: L, showscale: g === 0,
+            colorbar: { title: { text: view.color_label || "layer" }, thickness: 12 } };
+      const describe = (i) => [view.text[i], view.answer ? `answer: ${view.answer[i]}` : null,
+                               view.sample_group ? `group: ${view.sample_group[i] ?? NO_GROUP}` : null].filter(Boolean).join(" · ");
+      const answer = view.answer && !view.sample_group ? `: ${view.answer[idx[0]]}` : "";  // "img2: red"
+      traces.push({
+        type: "scatter", mode: "markers", name: escapeHtml(name + answer), x: idx.map((i) => view.x[i]), y: idx.map((i) => view.y[i]),
+        text: idx.map((i) => escapeHtml(describe(i))), hovertemplate: "%{text}<extra></extra>",
+        marker: { size: 7, symbol: SYMBOLS[g % SYMBOLS.length], line: { width: 0.5, color: "#333" }, ...marker },
       });
-      Plotly.newPlot(div, traces, {
-        title: { text: view.title, font: { size: 14 } }, margin: { l: 40, r: 10, t: 40, b: 30 }, height: 420,
-        showlegend: groups.length > 1 && groups.length <= 16, legend: { orientation: "h", y: -0.08 },
-        xaxis: { showticklabels: false, zeroline: false }, yaxis: { showticklabels: false, zeroline: false },
-      }, PLOT_CONFIG);
     });
+    return { traces, n_names: names.length };
   }
 
+  function drawFeature(div, view, colorBy) {
+    const { traces, n_names } = featureTraces(view, colorBy);
+    const tsne = view.method === "t-SNE";
+    const axis = (title) => ({ title: { text: title }, showticklabels: !tsne, zeroline: false });
+    Plotly.react(div, traces, {
+      title: { text: escapeHtml(view.title), font: { size: 14 } }, margin: { l: 55, r: 10, t: 40, b: 45 }, height: 460,
+      showlegend: n_names > 1 && n_names <= 24, legend: { orientation: "h", y: -0.16, yanchor: "top" },
+      xaxis: axis(view.axis_titles[0]), yaxis: axis(view.axis_titles[1]),
+    }, PLOT_CONFIG);
+  }
+
+  function renderFeatures() {
+    if (!DATA.features.length) { $("features").hidden = true; return; }
+    const cells = DATA.features.map((view) => {
+      const plot = el("div", { class: "feature-plot" });
+      const cell = el("div", { class: "feature-cell" });
+      if (view.sample_group) {
+        const select = el("select", { "aria-label": "colour points by" },
+                          el("option", { value: "layer", text: "layer" }), el("option", { value: "group", text: "sample group" }));
+        select.addEventListener("change", () => drawFeature(plot, view, select.value));
+        cell.append(el("label", { class: "feature-controls" }, "colour by ", select));
+      }
+      cell.append(plot);
+      return [cell, plot];
+    });
+    // every grid cell first, then the plots (a plot drawn while its grid is filling takes the wrong width)
+    $("feature-grid").append(...cells.map(([cell]) => cell));
+    DATA.features.forEach((view, index) => drawFeature(cells[index][1], view, "layer"));
+  }
+
+  /* ---------- experiments, notes, figures, failures ---------- */
   function htmlTable(columns, rows) {
     const head = el("tr", {}, ...columns.map((c) => el("th", { text: c })));
     const body = rows.map((row) => el("tr", {}, ...row.map((v) => el("td", { class: typeof v === "number" ? "num" : "", text: fmt(v) }))));
     return el("div", { class: "table-wrap" }, el("table", {}, head, ...body));
   }
 
-  function renderTables() {
-    if (!DATA.tables.length) { $("experiments").hidden = true; return; }
-    for (const table of DATA.tables) {
-      $("tables").append(el("h3", { class: "table-title", text: table.title }), htmlTable(table.columns, table.rows));
+  function renderExperiments() {
+    if (!DATA.experiments.length) { $("experiments").hidden = true; return; }
+    for (const entry of DATA.experiments) {
+      const block = el("div", { class: "experiment" },
+                       el("h3", {}, entry.title, el("span", { class: "source muted", text: entry.source })));
+      for (const line of entry.lines) block.append(el("p", { class: "lead", text: line }));
+      for (const table of entry.tables) block.append(el("h4", { class: "table-title", text: table.title }), htmlTable(table.columns, table.rows));
+      for (const table of entry.details) {
+        block.append(el("details", { class: "more" }, el("summary", { text: `${table.title} (${table.rows.length} rows)` }),
+                        htmlTable(table.columns, table.rows)));
+      }
+      $("tables").append(block);
     }
+  }
+
+  function renderNotes() {
+    if (!DATA.notes.length) { $("notes").hidden = true; return; }
+    $("note-list").append(...DATA.notes.map((note) => el("li", {}, el("span", { class: "label", text: note.source }), note.text)));
   }
 
   function renderFigures() {
@@ -428,9 +513,10 @@
   renderStages();
   renderExplorer();
   renderFeatures();
-  renderTables();
+  renderExperiments();
   renderFigures();
   renderFailures();
+  renderNotes();
   renderNav();
   window.evolensReport = { state, selectToken, choose, data: DATA };
   document.body.dataset.ready = "true";

@@ -25,7 +25,9 @@ DIGITS = 5
 def rounded(values: np.ndarray, digits: int = DIGITS) -> list:
     """Nested lists of floats rounded to ``digits`` decimals (NaN -> None), for compact JSON."""
     array = np.round(np.asarray(values, dtype=np.float64), digits)
-    return np.where(np.isfinite(array), array, None).tolist()
+    cleaned = array.astype(object)
+    cleaned[~np.isfinite(array)] = None
+    return cleaned.tolist()
 
 
 def sample_entries(trace: Trace, sample_ids: Sequence[str], vocab: dict[int, str]) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """The report's dataset-level sections, read from the files the earlier stages wrote.
 
-Stages come from the analysis' ``summary.json``; per-layer means with cluster-bootstrap CIs are computed from
-the trace with the analysis' own ``bootstrap_mean``; experiment results (``skip.json``, hallucination JSON)
-become plain tables; PNG figures are embedded as data URIs. Every reader tolerates a missing file: the
+Stages and the per-layer means with their cluster-bootstrap CIs come from the analysis' ``summary.json`` (so
+the report and summary.json never disagree; without an analysis they are computed by the analysis' own
+``layer_statistics``, with its defaults); a JSON file without a dedicated view (``report.experiments``)
+becomes plain tables; PNG figures are embedded as data URIs. Every reader tolerates a missing file: the
 report then leaves that section out.
 """
 
@@ -13,9 +14,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolens.analysis.bootstrap import bootstrap_mean
+from evolens.analysis.distribution import layer_statistics, statistics_to_dict
+from evolens.analysis.stages import Stage
 from evolens.io.trace import Trace
-from evolens.report.samples import rounded
+from evolens.plots.style import STAGE_LABELS
 
 CURVES = (
     ("jsd_next", "JSD between consecutive layers (nats)"),
@@ -23,28 +25,28 @@ CURVES = (
     ("entropy", "entropy of the next-token distribution (nats)"),
     ("kl_last", "KL(last layer ‖ layer) (nats)"),
 )
-BOOTSTRAP_SEED = 0
 MAX_FIGURE_BYTES = 3_000_000
 
 
-def layer_curves(trace: Trace) -> list[dict[str, Any]]:
-    """Per-layer mean over all generated tokens with a 95% bootstrap CI resampling whole samples.
-
-    ``jsd_next`` is placed at layers 1..L (the change a layer made), the others at 0..L.
+def layer_curves(trace: Trace, summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Per-layer mean over all generated tokens with its 95% bootstrap CI resampling whole samples, as
+    summary.json's ``distribution`` holds it; ``jsd_next`` sits at layers 1..L (the change a layer made).
     """
-    clusters = trace.sample_index()
+    distribution = (summary or {}).get("distribution")
+    if not distribution or any(key not in distribution for key, _ in CURVES):
+        keys = tuple(key for key, _ in CURVES)
+        distribution = statistics_to_dict(layer_statistics(trace, metrics=keys), trace)
     curves = []
     for key, label in CURVES:
-        interval = bootstrap_mean(trace.matrix(key), clusters, len(trace.samples), seed=BOOTSTRAP_SEED)
-        first = 1 if key == "jsd_next" else 0
+        overall = distribution[key]["all"]
         curves.append(
             {
                 "key": key,
                 "label": label,
-                "layers": list(range(first, first + len(interval.mean))),
-                "mean": rounded(interval.mean),
-                "low": rounded(interval.low),
-                "high": rounded(interval.high),
+                "layers": list(distribution[key]["layers"]),
+                "mean": overall["mean"],
+                "low": overall["low"],
+                "high": overall["high"],
             }
         )
     return curves
@@ -57,7 +59,7 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
     critical, critical_ci = value_and_ci(summary, "critical_layer")
     mutation, mutation_ci = value_and_ci(summary, "mutation_layer")
     stages = [
-        {"name": str(s["name"]), "start": int(s["start"]), "end": int(s["end"])}
+        stage_entry(Stage(str(s["name"]), int(s["start"]), int(s["end"])))
         for s in summary.get("stages") or []
         if isinstance(s, dict) and {"name", "start", "end"} <= s.keys()
     ]
@@ -69,6 +71,17 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
         "mutation_ci": mutation_ci,
         "stages": stages,
         "details": _scalar_items(summary),
+    }
+
+
+def stage_entry(stage: Stage) -> dict[str, Any]:
+    """A stage for the page: its span, and its label as the figures write it ("mutation: layer 30")."""
+    name = STAGE_LABELS.get(stage.name, stage.name.replace("_", " "))
+    return {
+        "name": stage.name,
+        "start": stage.start,
+        "end": stage.end,
+        "label": f"{name}: {stage.span}",
     }
 
 

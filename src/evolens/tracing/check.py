@@ -39,16 +39,16 @@ def trace_matches_logits(
     tokens = recorder.token_ids(0)
     if emitted[: len(tokens)] != tokens:
         return CheckResult.of(False, f"traced tokens {tokens} != generated {emitted[: len(tokens)]}")
-    if not (metrics["rank"][:, -1] == 0).all():
-        return CheckResult.of(
-            False, f"last-layer ranks of the emitted tokens: {metrics['rank'][:, -1].tolist()}"
-        )
+    ranks, token_probs, top_probs = metrics["rank"], metrics["prob"], metrics["topk_probs"]
+    assert ranks is not None and token_probs is not None and top_probs is not None
+    if not (ranks[:, -1] == 0).all():
+        return CheckResult.of(False, f"last-layer ranks of the emitted tokens: {ranks[:, -1].tolist()}")
     probs = torch.softmax(torch.stack(output.logits)[: len(tokens), 0].float(), dim=-1).cpu()
     expected_prob = probs[torch.arange(len(tokens)), torch.tensor(tokens)]
-    expected_top = probs.topk(metrics["topk_probs"].shape[-1], dim=-1).values
+    expected_top = probs.topk(top_probs.shape[-1], dim=-1).values
     diff = max(
-        (torch.from_numpy(metrics["prob"][:, -1]) - expected_prob).abs().max().item(),
-        (torch.from_numpy(metrics["topk_probs"][:, -1]) - expected_top).abs().max().item(),
+        (torch.from_numpy(token_probs[:, -1]) - expected_prob).abs().max().item(),
+        (torch.from_numpy(top_probs[:, -1]) - expected_top).abs().max().item(),
     )
     return CheckResult.within(diff, TOLERANCE.get(loaded.dtype, HALF_TOLERANCE))
 

@@ -15,6 +15,7 @@ Rows are processed in groups whose buffers stay under ``max_bytes`` whatever the
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 
@@ -59,13 +60,16 @@ class StepMetrics:
 
     def cpu(self) -> StepMetrics:
         """The same metrics on the CPU."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return StepMetrics(**{name: None if value is None else value.cpu() for name, value in values.items()})
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        moved: dict[str, Any] = {
+            name: None if value is None else value.cpu() for name, value in values.items()
+        }
+        return StepMetrics(**moved)
 
     @staticmethod
     def cat(parts: list[StepMetrics]) -> StepMetrics:
         """Row groups concatenated along G."""
-        joined = {}
+        joined: dict[str, Any] = {}
         for f in fields(StepMetrics):
             tensors = [getattr(part, f.name) for part in parts]
             joined[f.name] = None if tensors[0] is None else torch.cat(tensors)
@@ -101,7 +105,7 @@ class StepMetricsEngine:
     ) -> None:
         self.lens = lens
         self.unembed = lens.unembed
-        self.raw_lens = lens if lens.name == "raw" else LogitLens(lens.unembed, normed=False)
+        self.raw_lens: Lens = lens if lens.name == "raw" else LogitLens(lens.unembed, normed=False)
         self.top_k = min(top_k, self.unembed.vocab_size)
         self.paper_js = paper_js
         self.max_bytes = max_bytes

@@ -34,15 +34,17 @@ def check_lens_mode(mode: str) -> LensMode:
 
 
 class Lens(Protocol):
-    """Reads every lens layer's state as logits over the vocabulary.
+    """Reads every lens layer's state as logits over the vocabulary."""
 
-    Attributes:
-        name: how meta.json records the lens ("normed", "raw", ...).
-        unembed: the model's readout the lens ends with.
-    """
+    @property
+    def name(self) -> str:
+        """How meta.json records the lens ("normed", "raw", ...)."""
+        ...
 
-    name: str
-    unembed: Unembed
+    @property
+    def unembed(self) -> Unembed:
+        """The model's readout the lens ends with."""
+        ...
 
     def layer_logits(self, states: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """States (B, L+1, d) any dtype -> logits (B, L+1, V) fp32 (written into ``out`` when given)."""

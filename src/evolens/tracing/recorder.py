@@ -137,7 +137,8 @@ class BatchRecorder:
         """Each metric of one row stacked over its steps: (n_steps, ...)."""
         steps = self._metrics[row]
         return {
-            name: None if steps[0][name] is None else np.stack([s[name] for s in steps]) for name in steps[0]
+            name: None if steps[0][name] is None else np.stack([np.asarray(s[name]) for s in steps])
+            for name in steps[0]
         }
 
     def hidden(self, row: int) -> dict[str, torch.Tensor]:

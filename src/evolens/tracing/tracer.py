@@ -8,9 +8,8 @@ The data path of one batch: samples -> left-padded inputs -> ``generate`` with `
 
 from __future__ import annotations
 
-import contextlib
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -30,10 +29,8 @@ from evolens.models.loaded import LoadedModel
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens import Lens
 from evolens.tracing.lens_spec import LensSpec, check_lens_spec, lens_record, make_lens
+from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.recorder import BatchRecorder, HiddenSelection
-
-Progress = Callable[[int, int], None]
-"""Called as progress(done, total) after every batch."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +84,10 @@ class TraceResult:
     traced: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    retraced: list[str] = field(default_factory=list)
+    """Finished samples whose input changed (another image file by hash, or another prompt): traced again."""
+    removed: list[str] = field(default_factory=list)
+    """Finished samples taken out of the trace because they are no longer among the inputs (``exclusive``)."""
 
     @property
     def ok(self) -> bool:
@@ -108,16 +109,20 @@ def trace(
     top_p: float = 1.0,
     seed: int = 0,
     paper_js: bool | None = None,
-    progress: bool | Progress = False,
+    progress: bool | ProgressCallback = False,
     device: str = "cpu",
     dtype: str | None = None,
+    limit: int | None = None,
+    exclusive: bool = False,
 ) -> TraceResult:
     """Trace generation on ``images`` x ``prompt`` and write the dataset to ``out`` (resumable).
 
     ``images``: an image file, a folder, a JSONL manifest, a list of files or of ``Sample``, or None for
-    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and layers
-    (fp16), a ``HiddenSelection`` some of them. Other arguments: see ``TraceSettings``. ``device`` and
-    ``dtype`` apply when ``model`` is a name.
+    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and
+    layers (fp16), a ``HiddenSelection`` some of them. ``limit``: trace at most this many inputs.
+    ``exclusive``: the trace keeps only these inputs (finished samples not among them are removed, as a
+    run does when inputs leave). Other arguments: see ``TraceSettings``. ``device``/``dtype`` apply when
+    ``model`` is a name.
     """
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
@@ -133,24 +138,26 @@ def trace(
         seed=seed,
         hidden=hidden,
     )
-    samples = resolve_samples(images, prompt)
+    samples = resolve_samples(images, prompt, limit=limit)
     if isinstance(model, str):
         model = load_model(model, device=device, dtype=dtype)
     _check_inputs_fit(model, samples)
     tracer = Tracer(model, settings)
     writer = TraceWriter.open(out, trace_meta(model, settings, tracer.lens))
     result = TraceResult(writer.directory)
+    result.retraced = writer.remove(changed_inputs(writer, samples))
+    if exclusive:
+        result.removed = writer.remove(writer.finished - {s.sample_id for s in samples})
     todo = [s for s in samples if s.sample_id not in writer.finished]
     result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
     writer.forget_failures({s.sample_id for s in todo})
-    with _progress_reporter(progress, len(todo)) as report:
-        done = 0
+    callback = progress if callable(progress) else None
+    with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
         for batch in _batches(todo, batch_size):
             records = tracer.trace_samples(batch, on_failure=writer.record_failure)
             writer.write(records)
             result.traced.extend(r.sample_id for r in records)
-            done += len(batch)
-            report(done, len(todo))
+            report.advance(len(batch), tokens=sum(len(r.token_ids) for r in records))
     result.failures = [
         f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
     ]
@@ -231,6 +238,7 @@ class Tracer:
             metrics=recorder.metrics(row),
             ground_truth=sample.ground_truth,
             hidden=recorder.hidden(row),
+            group=sample.group,
         )
 
 
@@ -245,7 +253,7 @@ def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None =
         "dtype": str(loaded.dtype).removeprefix("torch."),
         **lens_record(lens if lens is not None else make_lens(loaded, settings.lens)),
         "n_layers": loaded.n_layers,
-        "vocab_size": loaded.unembedding.weight.shape[0],
+        "vocab_size": loaded.unembed.vocab_size,
         "top_k": settings.top_k,
         "paper_js": settings.paper_js,
         "decoding": settings.decoding(),
@@ -258,6 +266,21 @@ def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None =
         },
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def changed_inputs(writer: TraceWriter, samples: Sequence[Sample]) -> set[str]:
+    """Ids of finished samples whose input is not what was traced: another prompt, or an image file whose
+    bytes changed (SHA-256). An image that cannot be read now keeps its finished trace."""
+    traced = writer.finished_inputs()
+    changed = set()
+    for sample in samples:
+        if sample.sample_id not in traced:
+            continue
+        prompt, sha = traced[sample.sample_id]
+        image = None if sample.image is None else Path(sample.image)
+        if prompt != sample.prompt or (image is not None and image.is_file() and file_sha256(image) != sha):
+            changed.add(sample.sample_id)
+    return changed
 
 
 def _check_inputs_fit(loaded: LoadedModel, samples: list[Sample]) -> None:
@@ -287,17 +310,3 @@ def _batch_seed(seed: int, sample_ids: list[str]) -> int:
 
 def _path_text(path: Path | None) -> str | None:
     return None if path is None else str(path)
-
-
-@contextlib.contextmanager
-def _progress_reporter(progress: bool | Progress, total: int) -> Iterator[Progress]:
-    """``progress`` itself when callable, a rich progress bar (on stderr) when True, else nothing."""
-    if callable(progress) or not progress:
-        yield progress if callable(progress) else (lambda done, total: None)
-        return
-    from rich.console import Console
-    from rich.progress import Progress as RichProgress
-
-    with RichProgress(console=Console(stderr=True)) as bar:
-        task = bar.add_task("tracing", total=total)
-        yield lambda done, total: bar.update(task, completed=done)

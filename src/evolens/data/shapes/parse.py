@@ -16,6 +16,7 @@ Mentions after "no" ("there is no green triangle") are not objects.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from evolens.data.shapes.world import (
@@ -57,7 +58,7 @@ BACKGROUND_SYNONYMS = {
 }
 
 
-def _alternation(words: dict[str, str]) -> str:
+def _alternation(words: Mapping[str, object]) -> str:
     """Regex alternation of the keys, longest first so 'top left' wins over 'top'."""
     return "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
 

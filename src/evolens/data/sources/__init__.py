@@ -64,6 +64,12 @@ def load_rows(config: DataConfig, workdir: Path) -> list[DataRow]:
     rows = SOURCES[str(config.source)](config, workdir)
     if not rows:
         raise UsageError(f"data: the {config.source} source selected no samples")
+    unprompted = [row.sample_id for row in rows if not row.prompt.strip()]
+    if unprompted:
+        where = config.path if config.path is not None else config.source
+        raise UsageError(
+            f"{where}: no prompt for {', '.join(unprompted[:3])}; add 'prompt' to the lines or give --prompt"
+        )
     return rows
 
 

@@ -1,7 +1,10 @@
 """Local sources: one image file, a folder of images, or a JSONL manifest (one JSON object per line).
 
+A folder is searched recursively: an image in a subfolder gets its relative path (without suffix) as its id
+("animals/cat1") and the subfolder as its ``group`` ("animals"), so class folders can be compared.
 A manifest line holds ``image`` (a path, relative to the manifest's folder) and ``prompt``, optionally
-``id`` and ``ground_truth`` (any JSON); ``image`` may be null for a text-only prompt.
+``id``, ``group`` and ``ground_truth`` (any JSON); ``image`` may be null for a text-only prompt. Ids are
+kept verbatim.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from evolens.data.images import find_images
-from evolens.data.rows import DataRow, pair_with_prompts, safe_id, select, unique_ids
-from evolens.errors import InputError, UsageError
+from evolens.data.rows import DataRow, pair_with_prompts, select, unique_ids
+from evolens.errors import UsageError
+from evolens.io.atomic import json_line
 
 
 def image_rows(
@@ -22,20 +26,24 @@ def image_rows(
     if not path.exists():
         raise UsageError(f"{path}: no such image file")
     del limit, shuffle, seed  # one item: any selection keeps it
-    return pair_with_prompts(safe_id(path.stem), path, prompts)
+    return pair_with_prompts(path.stem, path, prompts)
 
 
 def folder_rows(
     path: Path, prompts: list[str], limit: int | None = None, shuffle: bool = False, seed: int = 0
 ) -> list[DataRow]:
-    """Every image directly in the folder (sorted by name), then selected, one row per prompt."""
+    """Every image in the folder and its subfolders (in natural order of their relative paths), then
+    selected, one row per prompt; an image in a subfolder carries the subfolder as its group."""
     if not path.is_dir():
         raise UsageError(f"{path}: no such folder")
     images = find_images(path)
     if not images:
-        raise UsageError(f"{path}: no image files in this folder")
-    chosen = select(images, limit, shuffle, seed)
-    rows = [row for image in chosen for row in pair_with_prompts(safe_id(image.stem), image, prompts)]
+        raise UsageError(f"{path}: no image files in this folder or its subfolders")
+    rows = []
+    for image in select(images, limit, shuffle, seed):
+        relative = image.relative_to(path)
+        group = relative.parent.as_posix() if relative.parent != Path(".") else None
+        rows.extend(pair_with_prompts(relative.with_suffix("").as_posix(), image, prompts, group=group))
     return unique_ids(rows)
 
 
@@ -48,32 +56,39 @@ def jsonl_rows(
     rows = []
     for line in chosen:
         image = None if line.get("image") is None else (path.parent / str(line["image"])).resolve()
-        base_id = safe_id(str(line.get("id") or (image.stem if image else f"line-{line['_line']}")))
+        base_id = str(line.get("id") or (image.stem if image else f"line-{line['_line']}"))
         line_prompts = prompts or [str(line.get("prompt") or "")]
-        rows.extend(pair_with_prompts(base_id, image, line_prompts, line.get("ground_truth")))
+        group = None if line.get("group") is None else str(line["group"])
+        rows.extend(pair_with_prompts(base_id, image, line_prompts, line.get("ground_truth"), group))
     return unique_ids(rows)
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:
-    """The JSON objects of a JSONL file, each with its line number as ``_line``; bad lines are errors."""
+    """The JSON objects of a JSONL file, each with its line number as ``_line``; a bad line is a usage error
+    (exit 2, like any other unusable input specification). Lines end at newlines only: U+2028 and U+2029
+    are valid inside JSON strings and do not split a line."""
     if not path.is_file():
         raise UsageError(f"{path}: no such manifest file")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     lines = []
-    for number, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, text in enumerate(content.split("\n"), start=1):
         if not text.strip():
             continue
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
+            raise UsageError(f"{path}:{number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(value, dict) or ("image" not in value and "prompt" not in value):
-            raise InputError(f"{path}:{number}: a manifest line needs an 'image' and a 'prompt'")
+            raise UsageError(f"{path}:{number}: a manifest line needs an 'image' and a 'prompt'")
         lines.append({**value, "_line": number})
     if not lines:
-        raise InputError(f"{path}: the manifest is empty")
+        raise UsageError(f"{path}: the manifest is empty")
     return lines
 
 
 def manifest_text(rows: list[DataRow]) -> str:
     """``rows`` as JSONL (absolute image paths, so the manifest is valid from any folder)."""
-    return "".join(json.dumps(row.to_manifest(), ensure_ascii=False, sort_keys=True) + "\n" for row in rows)
+    return "".join(json_line(row.to_manifest()) for row in rows)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from evolens.models.loaded import BUNDLED_LENS, LoadedModel
@@ -13,7 +15,8 @@ def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torc
     from evolens.models.registry import adapter_for_family
 
     model, tokenizer = load_decoder(dtype)
-    return LoadedModel("demo-text", model.to(device), tokenizer, None, adapter_for_family("causal_lm"))
+    decoder: Any = model
+    return LoadedModel("demo-text", decoder.to(device), tokenizer, None, adapter_for_family("causal_lm"))
 
 
 def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from evolens.errors import ModelLoadError
+from evolens.io.atomic import write_json
 from evolens.models.demo.decoder import load_decoder
 from evolens.models.demo.model import DemoVLM, Projector
 from evolens.models.demo.processor import DemoProcessor
@@ -48,10 +49,7 @@ def read_manifest(directory: Path | None = None) -> dict[str, Any]:
 def write_manifest(manifest: dict[str, Any], directory: Path | None = None) -> Path:
     """Write ``manifest`` as indented JSON; returns its path."""
     directory = directory or asset_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / MANIFEST_FILE
-    path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return path
+    return write_json(directory / MANIFEST_FILE, manifest)
 
 
 def vision_config_from(manifest: dict[str, Any]) -> VisionConfig:

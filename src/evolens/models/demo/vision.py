@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,7 +88,7 @@ class VisionEncoder(nn.Module):
     def __init__(self, config: VisionConfig, network: nn.Module | None = None) -> None:
         super().__init__()
         self.config = config
-        self.network = network if network is not None else load_efficientnet()
+        self.network: Any = network if network is not None else load_efficientnet()
         self.network.requires_grad_(False)
         self.register_buffer("positions", position_code(config.grid, config.pos_freqs), persistent=False)
 
@@ -120,7 +121,7 @@ class VisionEncoder(nn.Module):
         for feature_map in self.feature_maps(pixel_values.float()):
             tokens = F.adaptive_avg_pool2d(feature_map, grid).flatten(2).transpose(1, 2)
             pooled.append(F.layer_norm(tokens, tokens.shape[-1:]))
-        positions = self.positions.expand(pixel_values.shape[0], -1, -1)
+        positions = self.get_buffer("positions").expand(pixel_values.shape[0], -1, -1)
         return torch.cat([*pooled, positions], dim=-1)
 
 

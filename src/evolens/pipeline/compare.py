@@ -1,4 +1,4 @@
-"""Several traces side by side: per-layer statistics and stages of each, one overlaid figure.
+"""``evolens compare``: traces side by side, per-layer statistics and stages of each, one overlaid figure.
 
 Traces of the same inputs read with different lenses (``--lens normed`` and ``--lens tuned``) are the lens
 comparison: ``same_inputs`` says whether every trace holds the same samples and generated tokens, each
@@ -14,8 +14,8 @@ from pathlib import Path
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.stage_stats import stage_intervals
 from evolens.analysis.stages import StageConfig, detect_stages
-from evolens.analysis.summary import write_json
 from evolens.errors import UsageError
+from evolens.io.atomic import write_json
 from evolens.io.trace import Trace, load_trace
 from evolens.plots.layer_curves import plot_comparison, plot_kl_to_final
 from evolens.plots.style import save_figure
