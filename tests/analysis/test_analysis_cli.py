@@ -161,6 +161,53 @@ def test_compare_overlays_two_traces(planted_trace_dir: Path, tmp_path: Path) ->
     assert main(["compare", str(planted_trace_dir), str(text_dir), "--labels", "one", "--out", str(out)]) == 2
 
 
+def test_compare_lenses_on_the_same_inputs(planted_trace_dir: Path, tmp_path: Path) -> None:
+    """The same samples read by a second lens whose curves settle 4 layers earlier: the comparison says the
+    inputs match, puts each lens' critical layer (with its interval) in the stage table, and draws KL to
+    the final layer per layer."""
+    from tests.analysis.conftest import planted_trace_samples
+    from tests.analysis.synthetic import write_trace
+
+    tuned = planted_trace_samples()
+    for sample in tuned:
+        sample.jsd_next[:, :12] = 0.01 + np.random.default_rng(0).uniform(0, 0.01, (len(sample.tokens), 12))
+        sample.jsd_next[:, :8] = 0.4
+        sample.kl_last = sample.kl_last * 0.25
+    tuned_dir = write_trace(tmp_path / "tuned", tuned, lens="tuned", lens_sha256="ab" * 32)
+    out = tmp_path / "lenses"
+    args = ["compare", str(planted_trace_dir), str(tuned_dir), "--labels", "logit,tuned", "--out", str(out)]
+    assert main([*args, "--n-boot", "30"]) == 0
+    result = json.loads((out / "compare.json").read_text())
+    assert result["same_inputs"] is True
+    table = {row["label"]: row for row in result["stages"]}
+    assert (table["logit"]["lens"], table["tuned"]["lens"]) == ("normed", "tuned")
+    assert (table["logit"]["critical_layer"], table["tuned"]["critical_layer"]) == (12, 8)
+    assert table["tuned"]["critical_layer_ci"].startswith("[")
+    logit_kl = np.array(result["traces"][0]["distribution"]["kl_last"]["all"]["mean"])
+    tuned_kl = np.array(result["traces"][1]["distribution"]["kl_last"]["all"]["mean"])
+    np.testing.assert_allclose(tuned_kl, logit_kl * 0.25, rtol=0, atol=1e-5)  # stored rounded
+    assert (out / "kl_to_final.png").exists() and (out / "kl_to_final.svg").exists()
+
+    other = planted_trace_samples(seed=1)
+    other[0].token_ids = other[0].token_ids + 1  # another generation: no longer the same inputs
+    other_dir = write_trace(tmp_path / "other", other)
+    assert (
+        main(
+            [
+                "compare",
+                str(planted_trace_dir),
+                str(other_dir),
+                "--out",
+                str(tmp_path / "o"),
+                "--n-boot",
+                "10",
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "o" / "compare.json").read_text())["same_inputs"] is False
+
+
 def test_capped_and_unanswered_images_are_noted(planted_trace_dir: Path, tmp_path: Path) -> None:
     """Defect: the many-images map silently dropped images that never said the answer, and silently
     capped the number of images (max_answer_images, documented nowhere a user would look)."""

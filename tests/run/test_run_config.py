@@ -46,7 +46,10 @@ def test_yaml_with_flag_overrides_and_relative_paths(tmp_path: Path, monkeypatch
             "data: {source: shapes}\ntrace: {max_new_tokens: -1}\n",
             r"trace\.max_new_tokens: .*greater than 0.*-1",
         ),
-        ("data: {source: shapes}\ntrace: {lens: fancy}\n", r"trace\.lens: .*'normed' or 'raw'.*fancy"),
+        (
+            "data: {source: shapes}\ntrace: {lens: fancy}\n",
+            r"trace\.lens: unknown lens 'fancy'; use one of: normed, raw, tuned",
+        ),
         ("data: {source: coco, path: x}\n", r"data: source 'coco' needs data\.annotations"),
         ("data: {source: folder, path: x}\n", r"data: source 'folder' needs at least one prompt"),
         ("data: {source: shapes, prompts: ['  ']}\n", r"data\.prompts: a prompt is empty"),

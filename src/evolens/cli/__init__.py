@@ -37,7 +37,18 @@ def _root(
         os.environ["EVOLENS_VERBOSE"] = "1"
 
 
-COMMAND_MODULES = ("demo", "models", "trace", "analyze", "compare", "skip", "hallucination", "run", "verify")
+COMMAND_MODULES = (
+    "demo",
+    "models",
+    "trace",
+    "analyze",
+    "compare",
+    "skip",
+    "hallucination",
+    "run",
+    "verify",
+    "train_lens",
+)
 
 
 def _register_commands() -> None:

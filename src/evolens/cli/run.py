@@ -45,7 +45,9 @@ def run_command(
     out: Annotated[Path | None, Flag("--out", "-o", help="Run folder (resumed when it exists).")] = None,
     max_new_tokens: Annotated[int | None, Flag(help="Tokens to generate per sample.")] = None,
     batch_size: Annotated[int | None, Flag(help="Samples traced together.")] = None,
-    lens: Annotated[str | None, Flag(help="normed (default) or raw (the paper's scripts).")] = None,
+    lens: Annotated[
+        str | None, Flag(help="normed (default), raw (the paper's), tuned or tuned:PATH (a tuned lens).")
+    ] = None,
     top_k: Annotated[int | None, Flag(help="Top-k tokens kept per layer.")] = None,
     keep_hidden: Annotated[
         bool | None, Flag("--keep-hidden/--no-keep-hidden", help="Store hidden states.")
@@ -60,6 +62,10 @@ def run_command(
     skip: Annotated[bool | None, Flag("--skip/--no-skip", help="Run the layer-skipping experiments.")] = None,
     hallucination: Annotated[
         bool | None, Flag("--hallucination/--no-hallucination", help="Score hallucinations.")
+    ] = None,
+    compare_lens: Annotated[
+        str | None,
+        Flag(help="Also trace with this second lens (e.g. tuned) and compare stages and KL-to-final."),
     ] = None,
     report: Annotated[
         bool | None, Flag("--report/--no-report", help="Write report.html (default on).")
@@ -93,6 +99,8 @@ def run_command(
         "analyze.answer": None if answer is None else parse_answer(answer),
         "skip.enabled": skip,
         "hallucination.enabled": hallucination,
+        "lens_compare.enabled": None if compare_lens is None else True,
+        "lens_compare.lens": compare_lens,
         "report.enabled": report,
     }
     settings = load_config(config, {k: str(v) if isinstance(v, Path) else v for k, v in overrides.items()})

@@ -29,7 +29,11 @@ def trace_command(
     max_new_tokens: Annotated[int, typer.Option(help="Tokens to generate per sample.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Samples per generate() call (left padded).")] = 4,
     lens: Annotated[
-        str, typer.Option(help="normed (final norm first, correct) or raw (the paper's).")
+        str,
+        typer.Option(
+            help="normed (final norm first, correct), raw (the paper's), tuned (the model's tuned lens) "
+            "or tuned:PATH (a tuned-lens folder, e.g. from `evolens train-lens`)."
+        ),
     ] = "normed",
     paper_js: Annotated[
         bool | None,

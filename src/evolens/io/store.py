@@ -63,7 +63,18 @@ STEPS_SCHEMA = pa.schema(
         ("topk_probs", pa.list_(FLOAT_LIST)),
     ]
 )
-SETTINGS_KEYS = ("model", "revision", "dtype", "lens", "top_k", "paper_js", "decoding", "seed", "hidden")
+SETTINGS_KEYS = (
+    "model",
+    "revision",
+    "dtype",
+    "lens",
+    "lens_sha256",
+    "top_k",
+    "paper_js",
+    "decoding",
+    "seed",
+    "hidden",
+)
 """meta.json keys that must match for a rerun to add to an existing trace."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,7 +14,7 @@ from torch import nn
 
 from evolens.errors import ModelLoadError
 from evolens.models.check import check_adapter
-from evolens.models.loaded import LoadedModel
+from evolens.models.loaded import BUNDLED_LENS, LoadedModel
 from evolens.models.processors import load_processor
 from evolens.models.registry import adapter_for_architecture
 
@@ -27,6 +28,8 @@ DTYPES = {
 }
 
 BUILTIN = {"demo": "load_demo", "demo-text": "load_demo_text"}
+BUNDLED_LENS_FOLDER = "tuned-lens"
+"""A local model folder's own tuned lens lives in this subfolder (``--lens tuned`` finds it)."""
 
 
 def parse_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
@@ -122,4 +125,8 @@ def _load_hf(name: str, device: str | torch.device, dtype: torch.dtype | None) -
     except (OSError, ValueError, ImportError) as exc:
         raise ModelLoadError(f"cannot load '{name}': {str(exc).strip().splitlines()[0]}") from exc
     revision = getattr(config, "_commit_hash", None)
-    return LoadedModel(name, model.to(device).eval(), tokenizer, processor, adapter, revision=revision)
+    loaded = LoadedModel(name, model.to(device).eval(), tokenizer, processor, adapter, revision=revision)
+    lens = Path(name) / BUNDLED_LENS_FOLDER
+    if (lens / "config.json").is_file():
+        loaded.info[BUNDLED_LENS] = lens
+    return loaded

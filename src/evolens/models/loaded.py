@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,9 @@ from transformers import BatchFeature
 from evolens.models.adapter import ModelAdapter
 from evolens.models.inputs import build_inputs
 from evolens.models.readout import Unembed
+
+BUNDLED_LENS = "bundled_lens"
+"""``LoadedModel.info`` key: the folder of the model's own tuned lens (``--lens tuned``), if any."""
 
 
 @dataclass
@@ -29,6 +33,7 @@ class LoadedModel:
         processor: the multimodal processor, None for text-only models.
         adapter: the family's declarative adapter.
         revision: model revision/commit when known, else None.
+        info: what loading learned (the adapter check's error; ``BUNDLED_LENS``: the model's tuned lens).
     """
 
     name: str
@@ -38,6 +43,12 @@ class LoadedModel:
     adapter: ModelAdapter
     revision: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def bundled_lens(self) -> Path | None:
+        """The folder of the tuned lens that comes with the model (``--lens tuned``), None when none does."""
+        folder = self.info.get(BUNDLED_LENS)
+        return None if folder is None else Path(folder)
 
     @cached_property
     def decoder_layers(self) -> nn.ModuleList:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from evolens.data.config import DataConfig, Section, validation_message
 from evolens.errors import UsageError
 from evolens.io.atomic import json_text
+from evolens.tracing.lens_spec import LensSpec
 
 PATH_KEYS = ("out", "data.path", "data.annotations")
 
@@ -26,7 +27,8 @@ class TraceConfig(Section):
 
     max_new_tokens: int = Field(default=64, gt=0, le=4096)
     batch_size: int = Field(default=4, gt=0)
-    lens: Literal["normed", "raw"] = "normed"
+    lens: str = "normed"
+    """normed, raw, tuned (the model's own tuned lens) or tuned:PATH (a folder in the tuned-lens format)."""
     top_k: int = Field(default=5, gt=0, le=100)
     keep_hidden: bool | None = None
     """Store hidden states (fp16; ~2 x L x d bytes per token: 69 MB per 256-token sample on a 7B model).
@@ -34,6 +36,18 @@ class TraceConfig(Section):
     do_sample: bool = False
     temperature: float = Field(default=1.0, gt=0)
     seed: int = 0
+
+    @field_validator("lens")
+    @classmethod
+    def _known_lens(cls, lens: str) -> str:
+        return _checked_lens(lens)
+
+
+def _checked_lens(lens: str) -> str:
+    try:
+        return str(LensSpec.parse(lens))
+    except UsageError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def parse_answer(text: str) -> int | list[str]:
@@ -80,6 +94,19 @@ class HallucinationConfig(Section):
     enabled: bool = False
 
 
+class LensCompareConfig(Section):
+    """The samples traced again with a second lens; stages and KL-to-final compared (``evolens compare``)."""
+
+    enabled: bool = False
+    lens: str = "tuned"
+    """The second lens (the first is ``trace.lens``): normed, raw, tuned or tuned:PATH."""
+
+    @field_validator("lens")
+    @classmethod
+    def _known_lens(cls, lens: str) -> str:
+        return _checked_lens(lens)
+
+
 class ReportConfig(Section):
     """The interactive ``report.html``."""
 
@@ -101,6 +128,7 @@ class RunConfig(Section):
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     skip: SkipConfig = Field(default_factory=SkipConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
+    lens_compare: LensCompareConfig = Field(default_factory=LensCompareConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
 
     @model_validator(mode="after")
@@ -119,7 +147,16 @@ class RunConfig(Section):
         data = self.data.model_copy(
             update={"path": absolute(self.data.path), "annotations": absolute(self.data.annotations)}
         )
-        return self.model_copy(update={"out": absolute(self.out), "data": data})
+
+        def absolute_lens(spec: str) -> str:
+            lens = LensSpec.parse(spec)
+            return str(lens if lens.path is None else LensSpec(lens.kind, absolute(lens.path)))
+
+        trace = self.trace.model_copy(update={"lens": absolute_lens(self.trace.lens)})
+        compare = self.lens_compare.model_copy(update={"lens": absolute_lens(self.lens_compare.lens)})
+        return self.model_copy(
+            update={"out": absolute(self.out), "data": data, "trace": trace, "lens_compare": compare}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values (paths as strings)."""

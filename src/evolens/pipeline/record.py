@@ -51,6 +51,10 @@ class RunLayout:
         return self.root / "hallucination"
 
     @property
+    def lens_compare(self) -> Path:
+        return self.root / "lens-compare"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.html"
 

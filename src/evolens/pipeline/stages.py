@@ -4,6 +4,7 @@ data -> ``evolens.data.sources`` (the selected rows, written as ``OUT/manifest.j
 trace -> ``evolens.tracing.tracer`` (resumes by itself: finished samples are kept)
 analyze -> ``evolens.pipeline.analyze`` (into a staged folder, renamed whole when complete)
 skip, hallucination -> ``evolens.interventions`` / ``evolens.eval`` (staged folders too)
+lens_compare -> the same samples traced with a second lens, then ``evolens.pipeline.compare``
 report -> ``evolens.report.build_report`` (one file, written atomically)
 """
 
@@ -27,13 +28,14 @@ from evolens.io.store import finished_sample_ids
 from evolens.io.store import read_failures as read_trace_failures
 from evolens.io.trace import load_trace
 from evolens.pipeline.analyze import AnalyzeOptions, analyze
+from evolens.pipeline.compare import compare_traces
 from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
 from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
 from evolens.tracing.tracer import trace
 
-ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "report")
+ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "lens_compare", "report")
 
 
 def data_stage(context: RunContext) -> dict[str, Any]:
@@ -58,22 +60,7 @@ def data_stage(context: RunContext) -> dict[str, Any]:
 
 def trace_stage(context: RunContext) -> dict[str, Any]:
     """Trace every sample of the manifest not traced yet; failed inputs are recorded, not fatal."""
-    settings = context.config.trace
-    result = trace(
-        context.model,
-        context.layout.manifest,
-        out=context.layout.trace,
-        max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
-        lens=settings.lens,
-        top_k=settings.top_k,
-        keep_hidden=bool(settings.keep_hidden),
-        do_sample=settings.do_sample,
-        temperature=settings.temperature,
-        seed=settings.seed,
-        progress=not context.quiet,
-        exclusive=True,
-    )
+    result = _trace_manifest(context, context.layout.trace, context.config.trace.lens, exclusive=True)
     finished = finished_sample_ids(context.layout.trace)
     failures = read_trace_failures(context.layout.trace)
     if not finished:
@@ -85,6 +72,55 @@ def trace_stage(context: RunContext) -> dict[str, Any]:
         f"trace: {len(result.traced)} traced now{retraced}, {len(result.skipped)} already done{removed}"
     )
     return {"samples": len(finished), "failed": len(failures)}
+
+
+def _trace_manifest(
+    context: RunContext, out: Any, lens: str, keep_hidden: bool | None = None, exclusive: bool = False
+) -> Any:
+    """``trace`` of the run's manifest with the run's trace settings and ``lens``, into ``out``."""
+    settings = context.config.trace
+    return trace(
+        context.model,
+        context.layout.manifest,
+        out=out,
+        max_new_tokens=settings.max_new_tokens,
+        batch_size=settings.batch_size,
+        lens=lens,
+        top_k=settings.top_k,
+        keep_hidden=bool(settings.keep_hidden) if keep_hidden is None else keep_hidden,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature,
+        seed=settings.seed,
+        progress=not context.quiet,
+        exclusive=exclusive,
+    )
+
+
+def lens_compare_stage(context: RunContext) -> dict[str, Any]:
+    """The manifest traced again with the second lens (same decoding, so the same tokens), then the
+    stages, critical and mutation layers and KL-to-final of both lenses side by side."""
+    config, layout = context.config, context.layout
+    folder = layout.lens_compare
+    second, spec_file = folder / "trace", folder / "lens.json"
+    if second.exists() and atomic.read_json(spec_file) != {"lens": config.lens_compare.lens}:
+        import shutil
+
+        shutil.rmtree(second)  # traced with another second lens: start that trace over
+    atomic.write_json(spec_file, {"lens": config.lens_compare.lens})
+    _trace_manifest(context, second, config.lens_compare.lens, keep_hidden=False, exclusive=True)
+    labels = [f"lens {config.trace.lens}", f"lens {config.lens_compare.lens}"]
+    result = compare_traces(
+        [layout.trace, second], labels, folder / "compare", n_boot=config.analyze.n_boot, seed=0
+    )
+    context.say(f"lens_compare: {'; '.join(_stage_line(row) for row in result['stages'])}")
+    return {"same_inputs": result["same_inputs"]}
+
+
+def _stage_line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['label']}: critical {row['critical_layer']} {row['critical_layer_ci'] or ''}, "
+        f"mutation {row['mutation_layer']} {row['mutation_layer_ci'] or ''}"
+    )
 
 
 def analyze_stage(context: RunContext) -> dict[str, Any]:
@@ -160,11 +196,14 @@ def report_stage(context: RunContext) -> dict[str, Any]:
         experiments["Layer skipping"] = layout.skip / "skip.json"
     if config.hallucination.enabled:
         experiments["Hallucination"] = layout.hallucination / "hallucination.json"
+    if config.lens_compare.enabled:
+        experiments["Lens comparison"] = layout.lens_compare / "compare" / "compare.json"
     failures = read_failures(layout)
     inputs = ReportInputs(
         trace_dir=layout.trace,
         analysis_dir=layout.analysis if config.analyze.enabled else None,
         experiments=experiments,
+        figure_dirs=[layout.lens_compare / "compare"] if config.lens_compare.enabled else [],
         run=run_info(context, n_failed=len(failures)),
         failures=failures,
         max_samples=config.report.max_samples,
@@ -197,6 +236,13 @@ STAGES: tuple[Stage, ...] = (
         lambda out: out.hallucination,
         hallucination_stage,
         lambda config: config.hallucination.enabled,
+    ),
+    Stage(
+        "lens_compare",
+        (*TRACE_IDENTITY, "analyze", "lens_compare"),
+        lambda out: out.lens_compare / "compare" / "compare.json",
+        lens_compare_stage,
+        lambda config: config.lens_compare.enabled,
     ),
     Stage("report", ALL_SECTIONS, lambda out: out.report, report_stage, lambda config: config.report.enabled),
 )

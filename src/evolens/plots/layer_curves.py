@@ -117,3 +117,31 @@ def plot_comparison(
             title or "Per-layer means, 95% bands; dashed = critical layer, dotted = mutation layers"
         )
     return figure
+
+
+def plot_kl_to_final(entries: Sequence[tuple[str, dict]], group: str = "all", title: str = "") -> Figure:
+    """KL(last layer || layer) per layer of several traces (e.g. one inputs' trace under two lenses).
+
+    ``entries``: (label, the ``kl_last`` entry of ``statistics_to_dict``); log y axis, layers 0..L-1 (the
+    last layer is 0 by definition under every lens).
+    """
+    with figure_style():
+        figure = new_figure(6.4, 4.0)
+        axes = figure.add_subplot(1, 1, 1)
+        for index, (label, entry) in enumerate(entries):
+            x = np.asarray(entry["layers"][:-1], dtype=np.float64)
+            values = entry[group]
+            trimmed = {key: values[key][:-1] for key in ("mean", "low", "high")}
+            _band(
+                axes,
+                x,
+                {**trimmed, "n_tokens": values["n_tokens"]},
+                SERIES_COLORS[index % len(SERIES_COLORS)],
+                label,
+            )
+        axes.set_yscale("log")
+        axes.set_xlabel("layer")
+        axes.set_ylabel("KL(last layer ‖ layer) (nats)")
+        axes.legend(fontsize=8)
+        figure.suptitle(title or "KL to the final distribution per layer (95% cluster-bootstrap bands)")
+    return figure

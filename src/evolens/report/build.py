@@ -37,6 +37,7 @@ class ReportInputs:
             ``stages``: run.json's finished stages, whose ``seconds`` become the timings; ``notes``).
         failures: inputs that failed ({"sample_id", "image", "error"}), listed in the report.
         max_samples: samples whose token-by-layer detail is embedded.
+        figure_dirs: more folders whose PNG figures the report shows (e.g. the lens comparison's).
     """
 
     trace_dir: Path
@@ -46,6 +47,7 @@ class ReportInputs:
     failures: list[dict[str, Any]] = field(default_factory=list)
     max_samples: int = 60
     title: str | None = None
+    figure_dirs: list[Path] = field(default_factory=list)
 
 
 def collect(inputs: ReportInputs) -> dict[str, Any]:
@@ -80,7 +82,9 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "vocab": {str(i): strings(i) for i in sorted(vocab)},
         "features": feature_views(inputs.analysis_dir) if inputs.analysis_dir else [],
         "experiments": experiments,
-        "figures": figure_entries([inputs.analysis_dir] if inputs.analysis_dir else []),
+        "figures": figure_entries(
+            [*([inputs.analysis_dir] if inputs.analysis_dir else []), *inputs.figure_dirs]
+        ),
         "failures": inputs.failures,
         "notes": notes,
     }

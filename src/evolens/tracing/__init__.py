@@ -2,6 +2,10 @@
 
 generate() with ``evolens.models.capture`` hooks -> ``StepMetricsEngine`` per step -> ``BatchRecorder`` per
 batch -> ``evolens.io.store.TraceWriter``. ``Tracer`` is the seam other engines plug into.
+
+Lenses: ``lens`` (the logit lens, normed or raw), ``tuned_lens`` (per-layer affine translators, the
+``tuned-lens`` file format), ``lens_spec`` (``--lens`` strings -> a ``Lens``); training a tuned lens on the
+model's own generations: ``lens_data`` (collect states) and ``lens_training`` (``evolens train-lens``).
 """
 
 from evolens.tracing.tracer import Tracer, TraceResult, TraceSettings, trace

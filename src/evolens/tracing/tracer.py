@@ -27,7 +27,8 @@ from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.load import load_model
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import LensMode, check_lens_mode, logit_lens
+from evolens.tracing.lens import Lens
+from evolens.tracing.lens_spec import LensSpec, check_lens_spec, lens_record, make_lens
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.recorder import BatchRecorder, HiddenSelection
 
@@ -37,7 +38,8 @@ class TraceSettings:
     """Everything that decides the numbers of a trace (recorded in meta.json; a rerun must match).
 
     Attributes:
-        lens: "normed" (default) or "raw".
+        lens: "normed" (default), "raw", "tuned" (the model's own tuned lens) or "tuned:PATH"
+            (see ``evolens.tracing.lens_spec``).
         max_new_tokens: generation budget per sample (>= 1).
         top_k: top tokens kept per layer and step.
         paper_js: also record the paper's "JS" on the raw lens (default: only with ``lens="raw"``, where it
@@ -47,7 +49,7 @@ class TraceSettings:
         hidden: which hidden states to store (None = none).
     """
 
-    lens: LensMode = "normed"
+    lens: str = "normed"
     max_new_tokens: int = 64
     top_k: int = 5
     paper_js: bool = False
@@ -58,7 +60,7 @@ class TraceSettings:
     hidden: HiddenSelection | None = None
 
     def __post_init__(self) -> None:
-        check_lens_mode(self.lens)
+        check_lens_spec(self.lens)
         if self.max_new_tokens < 1:
             raise UsageError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
         if self.top_k < 1:
@@ -126,10 +128,10 @@ def trace(
         raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
     hidden = HiddenSelection() if keep_hidden is True else (keep_hidden or None)
     settings = TraceSettings(
-        lens=check_lens_mode(lens),
+        lens=check_lens_spec(lens),
         max_new_tokens=max_new_tokens,
         top_k=top_k,
-        paper_js=(lens == "raw") if paper_js is None else paper_js,
+        paper_js=(LensSpec.parse(lens).kind == "raw") if paper_js is None else paper_js,
         do_sample=do_sample,
         temperature=temperature,
         top_p=top_p,
@@ -140,7 +142,8 @@ def trace(
     if isinstance(model, str):
         model = load_model(model, device=device, dtype=dtype)
     _check_inputs_fit(model, samples)
-    writer = TraceWriter.open(out, trace_meta(model, settings))
+    tracer = Tracer(model, settings)
+    writer = TraceWriter.open(out, trace_meta(model, settings, tracer.lens))
     result = TraceResult(writer.directory)
     result.retraced = writer.remove(changed_inputs(writer, samples))
     if exclusive:
@@ -148,7 +151,6 @@ def trace(
     todo = [s for s in samples if s.sample_id not in writer.finished]
     result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
     writer.forget_failures({s.sample_id for s in todo})
-    tracer = Tracer(model, settings)
     callback = progress if callable(progress) else None
     with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
         for batch in _batches(todo, batch_size):
@@ -163,14 +165,16 @@ def trace(
 
 
 class Tracer:
-    """Traces batches of samples on one model with one set of settings (the lens and buffers are reused)."""
+    """Traces batches of samples on one model with one set of settings (the lens and buffers are reused).
 
-    def __init__(self, loaded: LoadedModel, settings: TraceSettings) -> None:
+    ``lens`` defaults to the one ``settings.lens`` names (``evolens.tracing.lens_spec.make_lens``).
+    """
+
+    def __init__(self, loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> None:
         self.loaded = loaded
         self.settings = settings
-        self.engine = StepMetricsEngine(
-            logit_lens(loaded.unembed, settings.lens), settings.top_k, settings.paper_js
-        )
+        self.lens = lens if lens is not None else make_lens(loaded, settings.lens)
+        self.engine = StepMetricsEngine(self.lens, settings.top_k, settings.paper_js)
 
     def trace_samples(
         self, samples: Sequence[Sample], on_failure: Callable[[str, str | None, str], None] | None = None
@@ -238,8 +242,8 @@ class Tracer:
         )
 
 
-def trace_meta(loaded: LoadedModel, settings: TraceSettings) -> dict[str, Any]:
-    """meta.json of a trace made with ``loaded`` and ``settings``."""
+def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> dict[str, Any]:
+    """meta.json of a trace made with ``loaded``, ``settings`` and ``lens`` (default: settings' lens)."""
     from evolens import __version__
 
     return {
@@ -247,7 +251,7 @@ def trace_meta(loaded: LoadedModel, settings: TraceSettings) -> dict[str, Any]:
         "revision": loaded.revision,
         "family": loaded.adapter.family,
         "dtype": str(loaded.dtype).removeprefix("torch."),
-        "lens": settings.lens,
+        **lens_record(lens if lens is not None else make_lens(loaded, settings.lens)),
         "n_layers": loaded.n_layers,
         "vocab_size": loaded.unembed.vocab_size,
         "top_k": settings.top_k,

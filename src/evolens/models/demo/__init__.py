@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from evolens.models.loaded import LoadedModel
+from evolens.models.loaded import BUNDLED_LENS, LoadedModel
 
 
 def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
@@ -21,10 +21,13 @@ def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torc
 
 def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
     """The demo VLM with its trained projector (``evolens/assets/demo``) as a ``LoadedModel`` "demo"."""
-    from evolens.models.demo.assets import load_demo_vlm
+    from evolens.models.demo.assets import TUNED_LENS_DIR, asset_dir, load_demo_vlm
     from evolens.models.registry import adapter_for_family
 
     model, processor, manifest = load_demo_vlm(dtype=dtype)
     loaded = LoadedModel("demo", model.to(device), processor.tokenizer, processor, adapter_for_family("demo"))
     loaded.info["demo_manifest"] = manifest
+    lens = asset_dir() / TUNED_LENS_DIR
+    if lens.is_dir():
+        loaded.info[BUNDLED_LENS] = lens
     return loaded

@@ -28,6 +28,8 @@ from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
 
 PROJECTOR_FILE = "projector.safetensors"
 MANIFEST_FILE = "manifest.json"
+TUNED_LENS_DIR = "tuned-lens"
+"""The demo's bundled tuned lens (``tuned-lens`` format: config.json + params.pt, plus its manifest.json)."""
 
 
 ASSETS_ENV = "EVOLENS_DEMO_ASSETS"
