@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	# tests only: the round trip with the tuned-lens package's file format; --no-deps because its pins pull
 	# wandb, datasets and torchdata, none of which its lens classes import
 	$(PIP) install --quiet --no-deps "tuned-lens==0.2.0"
+	# its wheel also installs a top-level `tests` package, which would shadow this repository's tests/
+	$(PY) -c "import pathlib, shutil, sysconfig; shutil.rmtree(pathlib.Path(sysconfig.get_paths()['purelib'], 'tests'), ignore_errors=True)"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -63,7 +63,7 @@ def train_lens_command(
     settings = LensTrainingSettings(
         steps=steps,
         batch_size=batch_size,
-        optimizer=optimizer,  # type: ignore[arg-type]  (checked by the settings)
+        optimizer=optimizer,  # type: ignore[arg-type]
         lr=lr,
         held_out=held_out,
         seed=seed,
@@ -110,7 +110,7 @@ def _data_config(
 
     try:
         return DataConfig(
-            source=source,  # type: ignore[arg-type]  (checked by pydantic)
+            source=source,  # type: ignore[arg-type]
             path=images,
             annotations=annotations,
             prompts=prompts or [],

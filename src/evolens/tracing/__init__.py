@@ -8,6 +8,22 @@ Lenses: ``lens`` (the logit lens, normed or raw), ``tuned_lens`` (per-layer affi
 model's own generations: ``lens_data`` (collect states) and ``lens_training`` (``evolens train-lens``).
 """
 
-from evolens.tracing.tracer import Tracer, TraceResult, TraceSettings, trace
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from evolens.tracing.tracer import Tracer, TraceResult, TraceSettings, trace
 
 __all__ = ["TraceResult", "TraceSettings", "Tracer", "trace"]
+
+
+def __getattr__(name: str) -> Any:
+    """The engine's names, imported on first use (config validation reads ``lens_spec`` without torch)."""
+    if name not in __all__:
+        raise AttributeError(f"module 'evolens.tracing' has no attribute '{name}'")
+    from evolens.tracing import tracer
+
+    value = getattr(tracer, name)
+    globals()[name] = value
+    return value

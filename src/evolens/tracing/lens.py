@@ -21,9 +21,11 @@ import torch
 
 from evolens.errors import UsageError
 from evolens.models.readout import Unembed
+from evolens.tracing.lens_spec import LENS_MODES as LENS_SPEC_MODES
 
 LensMode = Literal["normed", "raw"]
 LENS_MODES: tuple[str, ...] = get_args(LensMode)
+assert LENS_MODES == LENS_SPEC_MODES  # the light copy config validation uses
 
 
 def check_lens_mode(mode: str) -> LensMode:

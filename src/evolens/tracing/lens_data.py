@@ -88,7 +88,7 @@ def collect_states(
             _write_shard(folder / f"part-{next_part:05d}.safetensors", [s for s, _ in group], rows)
             next_part += 1
         progress(min(start + batch_size, len(todo)), len(todo))
-    atomic.write_text(directory / FAILURES, "".join(json.dumps(f) + "\n" for f in failures))
+    atomic.write_jsonl(directory / FAILURES, failures)
     return failures
 
 
@@ -173,6 +173,6 @@ def _write_shard(path: Path, samples: list[Sample], rows: list[torch.Tensor]) ->
     ]
     data = save(
         {"states": (states.half() if fits else states).contiguous()},
-        metadata={"samples": json.dumps(entries)},
+        metadata={"samples": atomic.json_text(entries, indent=None)},
     )
     atomic.write_bytes(path, data)

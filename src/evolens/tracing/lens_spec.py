@@ -10,13 +10,16 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evolens.errors import UsageError
-from evolens.models.loaded import LoadedModel
-from evolens.tracing.lens import LENS_MODES, Lens, logit_lens
-from evolens.tracing.tuned_lens import TunedLens
 
+if TYPE_CHECKING:  # parsing a spec (config validation) must not load torch
+    from evolens.models.loaded import LoadedModel
+    from evolens.tracing.lens import Lens
+
+LENS_MODES = ("normed", "raw")
+"""The logit lens' two modes (``evolens.tracing.lens.LensMode``)."""
 LENS_SPECS = (*LENS_MODES, "tuned", "tuned:PATH")
 
 
@@ -51,6 +54,9 @@ def check_lens_spec(text: str) -> str:
 
 def make_lens(loaded: LoadedModel, spec: str) -> Lens:
     """The lens ``spec`` names, for ``loaded`` (a missing folder or a lens of another shape: UsageError)."""
+    from evolens.tracing.lens import logit_lens
+    from evolens.tracing.tuned_lens import TunedLens
+
     parsed = LensSpec.parse(spec)
     if parsed.kind != "tuned":
         return logit_lens(loaded.unembed, parsed.kind)

@@ -374,7 +374,7 @@ def _check_same_run(
     samples, generation settings, split); other training settings may change only before training started
     (no checkpoint, no finished lens), so that collected states are reused."""
     record = json.loads(
-        json.dumps(
+        atomic.json_text(
             {
                 "model": loaded.name,
                 "revision": loaded.revision,

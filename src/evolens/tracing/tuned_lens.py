@@ -170,7 +170,7 @@ class TunedLens(nn.Module):
     def load_translator_state(self, state: dict[str, torch.Tensor], source: Path | str = PARAMS_FILE) -> None:
         """Set the translators from a ``tuned-lens`` state dict (a missing, extra or misshapen key: error)."""
         d = self.config.d_model
-        expected = {f"{layer}.weight": (d, d) for layer in range(self.n_layers)}
+        expected: dict[str, tuple[int, ...]] = {f"{layer}.weight": (d, d) for layer in range(self.n_layers)}
         if self.bias is not None:
             expected.update({f"{layer}.bias": (d,) for layer in range(self.n_layers)})
         missing = sorted(set(expected) - set(state), key=_key_order)
@@ -195,7 +195,7 @@ class TunedLens(nn.Module):
         buffer = io.BytesIO()
         torch.save(self.translator_state(dtype), buffer)
         atomic.write_bytes(directory / PARAMS_FILE, buffer.getvalue())
-        atomic.write_text(directory / CONFIG_FILE, json.dumps(self.config.to_dict()))
+        atomic.write_json(directory / CONFIG_FILE, self.config.to_dict())
         return directory
 
     @classmethod
