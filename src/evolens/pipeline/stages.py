@@ -10,7 +10,9 @@ report -> ``evolens.report.build_report`` (one file, written atomically)
 
 from __future__ import annotations
 
+import functools
 import platform
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
@@ -33,7 +35,8 @@ from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
 from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
-from evolens.tracing.tracer import trace
+from evolens.tracing.ray_engine import RayOptions, trace_on_ray
+from evolens.tracing.tracer import TraceResult, trace
 
 ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "lens_compare", "report")
 
@@ -79,8 +82,9 @@ def _trace_manifest(
 ) -> Any:
     """``trace`` of the run's manifest with the run's trace settings and ``lens``, into ``out``."""
     settings = context.config.trace
-    return trace(
-        context.model,
+    engine_trace, model = (trace, context.model) if context.config.engine == "local" else ray_trace(context)
+    return engine_trace(
+        model,
         context.layout.manifest,
         out=out,
         max_new_tokens=settings.max_new_tokens,
@@ -94,6 +98,15 @@ def _trace_manifest(
         progress=not context.quiet,
         exclusive=exclusive,
     )
+
+
+def ray_trace(context: RunContext) -> tuple[Callable[..., TraceResult], str]:
+    """``trace_on_ray`` bound to the run's device, dtype and cluster, and the model name each actor loads."""
+    config = context.config
+    cluster = RayOptions(**config.ray.model_dump())
+    return functools.partial(
+        trace_on_ray, device=config.device, dtype=config.dtype, options=cluster
+    ), config.model
 
 
 def lens_compare_stage(context: RunContext) -> dict[str, Any]:

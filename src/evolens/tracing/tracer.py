@@ -126,22 +126,13 @@ def trace(
     """
     if batch_size < 1:
         raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
-    hidden = HiddenSelection() if keep_hidden is True else (keep_hidden or None)
-    settings = TraceSettings(
-        lens=check_lens_spec(lens),
-        max_new_tokens=max_new_tokens,
-        top_k=top_k,
-        paper_js=(LensSpec.parse(lens).kind == "raw") if paper_js is None else paper_js,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        hidden=hidden,
+    settings = trace_settings(
+        lens, max_new_tokens, keep_hidden, top_k, do_sample, temperature, top_p, seed, paper_js
     )
     samples = resolve_samples(images, prompt, limit=limit)
     if isinstance(model, str):
         model = load_model(model, device=device, dtype=dtype)
-    _check_inputs_fit(model, samples)
+    check_inputs_fit(model.name, model.adapter.vision, samples)
     tracer = Tracer(model, settings)
     writer = TraceWriter.open(out, trace_meta(model, settings, tracer.lens))
     result = TraceResult(writer.directory)
@@ -153,7 +144,7 @@ def trace(
     writer.forget_failures({s.sample_id for s in todo})
     callback = progress if callable(progress) else None
     with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
-        for batch in _batches(todo, batch_size):
+        for batch in batches(todo, batch_size):
             records = tracer.trace_samples(batch, on_failure=writer.record_failure)
             writer.write(records)
             result.traced.extend(r.sample_id for r in records)
@@ -162,6 +153,32 @@ def trace(
         f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
     ]
     return result
+
+
+def trace_settings(
+    lens: str = "normed",
+    max_new_tokens: int = 64,
+    keep_hidden: bool | HiddenSelection = False,
+    top_k: int = 5,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    paper_js: bool | None = None,
+) -> TraceSettings:
+    """``TraceSettings`` from ``trace``'s arguments (``keep_hidden=True``: every step and layer;
+    ``paper_js=None``: recorded only with the raw lens, where it is free)."""
+    return TraceSettings(
+        lens=check_lens_spec(lens),
+        max_new_tokens=max_new_tokens,
+        top_k=top_k,
+        paper_js=(LensSpec.parse(lens).kind == "raw") if paper_js is None else paper_js,
+        do_sample=do_sample,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        hidden=HiddenSelection() if keep_hidden is True else (keep_hidden or None),
+    )
 
 
 class Tracer:
@@ -188,6 +205,15 @@ class Tracer:
                 if on_failure is None:
                     raise
                 on_failure(sample.sample_id, _path_text(sample.image), str(exc))
+        return self.trace_images(readable, on_failure)
+
+    def trace_images(
+        self,
+        readable: Sequence[tuple[Sample, Image.Image | None]],
+        on_failure: Callable[[str, str | None, str], None] | None = None,
+    ) -> list[SampleRecord]:
+        """Trace one batch whose images are already decoded (None for a text-only sample); samples whose
+        input the processor refuses are reported to ``on_failure`` and left out."""
         if not readable:
             return []
         chosen = [sample for sample, _ in readable]
@@ -198,7 +224,7 @@ class Tracer:
             )
         except (InputError, ValueError) as exc:  # the processor refused an input: find which, alone
             if len(chosen) > 1:
-                return [record for sample in chosen for record in self.trace_samples([sample], on_failure)]
+                return [record for pair in readable for record in self.trace_images([pair], on_failure)]
             if on_failure is None:
                 raise
             on_failure(chosen[0].sample_id, _path_text(chosen[0].image), f"cannot build the input: {exc}")
@@ -283,24 +309,25 @@ def changed_inputs(writer: TraceWriter, samples: Sequence[Sample]) -> set[str]:
     return changed
 
 
-def _check_inputs_fit(loaded: LoadedModel, samples: list[Sample]) -> None:
-    if not loaded.adapter.vision and any(s.image is not None for s in samples):
-        raise UsageError(f"model '{loaded.name}' is text-only and takes no images; trace prompts alone")
+def check_inputs_fit(model_name: str, vision: bool, samples: list[Sample]) -> None:
+    """Refuse images for a text-only model, and repeated sample ids (UsageError)."""
+    if not vision and any(s.image is not None for s in samples):
+        raise UsageError(f"model '{model_name}' is text-only and takes no images; trace prompts alone")
     ids = [s.sample_id for s in samples]
     if len(set(ids)) != len(ids):
         raise UsageError("sample ids are not unique")
 
 
-def _batches(samples: list[Sample], size: int) -> list[list[Sample]]:
+def batches(samples: Sequence[Sample], size: int) -> list[list[Sample]]:
     """Consecutive batches of at most ``size``; rows with and without an image never share a batch."""
-    batches: list[list[Sample]] = []
+    cut: list[list[Sample]] = []
     for sample in samples:
-        last = batches[-1] if batches else None
+        last = cut[-1] if cut else None
         if last is None or len(last) >= size or (last[0].image is None) != (sample.image is None):
-            batches.append([sample])
+            cut.append([sample])
         else:
             last.append(sample)
-    return batches
+    return cut
 
 
 def _batch_seed(seed: int, sample_ids: list[str]) -> int:

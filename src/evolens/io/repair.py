@@ -1,0 +1,124 @@
+"""The finalize pass of a trace directory: every finished sample exactly once, with all its step rows.
+
+A part is a pair of files with one name, ``steps/NAME`` and ``samples/NAME``; writers (both engines) write
+the steps file first and the samples file last, so the samples file is the commit, and all step rows of a
+sample are in the steps file of the part that commits it. A crash, an actor killed mid-write, a batch
+retried after its first attempt had committed, or a driver killed while its actors still wrote can leave:
+
+- a steps file without its samples file: removed (an orphan part);
+- a committed sample whose step rows in its part are not exactly ``n_steps`` (the two files come from
+  different attempts): dropped from its part, so that the next run traces it again;
+- a sample committed in two parts: the copy in the first part by name is kept, the others dropped;
+- step rows of samples that their part does not commit: dropped.
+
+Dropping rewrites the samples file first (the sample stops being finished), then the steps file; each
+rewrite is atomic, and a crash between the two leaves only stray step rows, which the next pass drops.
+The pass is idempotent and never drops a sample that is committed once with all its rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from evolens.errors import StorageError
+from evolens.io.atomic import sweep_temporaries, write_bytes
+
+PART_GLOB = "part-*.parquet"
+
+
+@dataclass
+class PartRepair:
+    """What ``repair_parts`` removed (all empty for a consistent trace).
+
+    Attributes:
+        orphan_parts: names of steps files removed for having no samples file.
+        incomplete: sample ids dropped because their step rows were not ``n_steps``.
+        duplicates: sample ids dropped from a later part because an earlier part commits them.
+        stray_step_rows: step rows removed because their part does not commit their sample.
+    """
+
+    orphan_parts: list[str] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+    duplicates: list[str] = field(default_factory=list)
+    stray_step_rows: int = 0
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.orphan_parts or self.incomplete or self.duplicates or self.stray_step_rows)
+
+
+def finalize_trace(directory: str | Path) -> PartRepair:
+    """Sweep the temporaries of killed writers, then ``repair_parts``. Run it only while nothing writes."""
+    directory = Path(directory)
+    for sub in ("", "samples", "steps", "hidden"):
+        sweep_temporaries(directory / sub)
+    return repair_parts(directory)
+
+
+def part_names(folder: Path) -> set[str]:
+    """File names of the parts in ``folder`` (temporaries, which start with '.', are not parts)."""
+    return {path.name for path in folder.glob(PART_GLOB)} if folder.is_dir() else set()
+
+
+def repair_parts(directory: str | Path) -> PartRepair:
+    """Make every committed sample appear once, with exactly ``n_steps`` step rows (see the module doc)."""
+    samples_dir, steps_dir = Path(directory) / "samples", Path(directory) / "steps"
+    repair = PartRepair()
+    committed_names = part_names(samples_dir)
+    for name in sorted(part_names(steps_dir) - committed_names):
+        _remove(steps_dir / name)
+        repair.orphan_parts.append(name)
+    seen: set[str] = set()
+    for name in sorted(committed_names):
+        samples = pq.read_table(samples_dir / name)
+        rows_per_sample = _step_rows_per_sample(steps_dir / name)
+        ids = samples.column("sample_id").to_pylist()
+        keep: list[bool] = []
+        for sample_id, n_steps in zip(ids, samples.column("n_steps").to_pylist(), strict=True):
+            complete = rows_per_sample.get(sample_id, 0) == n_steps
+            if sample_id in seen:
+                repair.duplicates.append(sample_id)
+            elif not complete:
+                repair.incomplete.append(sample_id)
+            keep.append(complete and sample_id not in seen)
+            if keep[-1]:
+                seen.add(sample_id)
+        kept_ids = {sample_id for sample_id, kept in zip(ids, keep, strict=True) if kept}
+        if not all(keep):
+            _rewrite(samples_dir / name, samples.filter(pa.array(keep, pa.bool_())))
+        stray = sum(count for sample_id, count in rows_per_sample.items() if sample_id not in kept_ids)
+        if stray:
+            steps = pq.read_table(steps_dir / name)
+            mask = pc.is_in(steps.column("sample_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
+            _rewrite(steps_dir / name, steps.filter(mask))
+            repair.stray_step_rows += stray
+    return repair
+
+
+def _step_rows_per_sample(path: Path) -> dict[str, int]:
+    if not path.exists():
+        return {}
+    counts = pc.value_counts(pq.read_table(path, columns=["sample_id"]).column("sample_id"))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
+
+
+def _rewrite(path: Path, table: pa.Table) -> None:
+    """Replace the part file ``path`` by ``table`` (atomically), or remove it when ``table`` is empty."""
+    if table.num_rows == 0:
+        _remove(path)
+        return
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def _remove(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot remove {path}: {exc.strerror or exc}") from exc

@@ -1,0 +1,354 @@
+"""``trace_on_ray``: ``evolens.trace`` with generation spread over the actors of a Ray cluster (Ray Data).
+
+The same inputs (``resolve_samples``), settings (``TraceSettings``), meta.json and trace directory as the
+local engine; a trace started by one engine can be continued by the other. The driver:
+
+1. connects to the cluster (``RayOptions.address``) or starts a local one, and checks that the actors fit;
+2. loads the model once in a Ray task for meta.json (a different model or setting than an existing trace is
+   refused, as with the local engine) and opens the trace, which runs the finalize pass;
+3. writes the samples not finished yet as a Parquet manifest (``DIR/ray/manifest.parquet``) and runs
+   ``read_parquet -> decode_images (CPU tasks) -> TraceActor (ActorPoolStrategy(size=actors))``
+   (``evolens.tracing.ray_stages``); each actor commits its batches to the trace directory itself;
+4. records failed inputs in failures.jsonl as their outcomes arrive, and at the end runs the finalize pass
+   again (``evolens.io.repair``): each finished sample once, with exactly ``n_steps`` step rows.
+
+Exactly once: a batch is one part, committed by its samples file, and Ray retries a batch whose actor died
+(it rewrites the same part). Rerun after any crash and only the samples without a committed row are traced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from evolens.data.arrow import decode_images
+from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
+from evolens.errors import EvolensError, UsageError
+from evolens.io.repair import finalize_trace
+from evolens.io.store import TraceWriter, finished_sample_ids, read_failures
+from evolens.models.load import BUILTIN, load_model
+from evolens.models.loaded import LoadedModel
+from evolens.tracing.lens_spec import LensSpec
+from evolens.tracing.progress import Progress, ProgressCallback
+from evolens.tracing.ray_stages import ModelLoader, TraceActor, write_manifest
+from evolens.tracing.recorder import HiddenSelection
+from evolens.tracing.tracer import (
+    TraceResult,
+    TraceSettings,
+    batches,
+    changed_inputs,
+    check_inputs_fit,
+    trace_meta,
+    trace_settings,
+)
+
+Result = TypeVar("Result")
+
+DECODE_CPUS = 1.0
+"""Logical CPUs of one image-decoding task; the cluster must keep them free beside the actors."""
+DECODE_MEMORY = 2**30
+"""Bytes of memory one image-decoding task reserves (its worker process and a batch of images). Its
+resources differing from the actors' also keeps Ray Data from fusing decoding into the actors."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how wide the Ray engine runs.
+
+    Attributes:
+        address: the cluster to join ("auto", "HOST:PORT", "ray://HOST:10001"); None starts a local
+            cluster for this run (or uses the one this process is already connected to).
+        actors: tracer actors, each with its own copy of the model.
+        gpus_per_actor: GPUs per actor (fractions share a GPU); None: 1 with a CUDA device, else 0.
+        cpus_per_actor: logical CPUs per actor (fractions allowed); on CPU also its torch threads.
+    """
+
+    address: str | None = None
+    actors: int = 1
+    gpus_per_actor: float | None = None
+    cpus_per_actor: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.actors < 1:
+            raise UsageError(f"--actors must be at least 1 (got {self.actors})")
+        if not self.cpus_per_actor > 0:
+            raise UsageError(f"--cpus-per-actor must be above 0 (got {self.cpus_per_actor})")
+        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
+            raise UsageError(f"--gpus-per-actor must be 0 or more (got {self.gpus_per_actor})")
+
+    def actor_gpus(self, device: str) -> float:
+        """GPUs each actor asks Ray for, checked against the device the model goes to."""
+        on_gpu = device.startswith("cuda")
+        gpus = (1.0 if on_gpu else 0.0) if self.gpus_per_actor is None else float(self.gpus_per_actor)
+        if on_gpu and ":" in device:
+            raise UsageError(
+                f"--device {device}: with the Ray engine use --device cuda (Ray assigns the GPUs)"
+            )
+        if on_gpu and gpus == 0:
+            raise UsageError("--device cuda needs --gpus-per-actor above 0")
+        if not on_gpu and gpus > 0:
+            raise UsageError(f"--gpus-per-actor {gpus:g} needs --device cuda (the model goes to {device})")
+        return gpus
+
+
+def trace_on_ray(
+    model: str | ModelLoader,
+    images: ImagesArgument = None,
+    prompt: str | Sequence[str] | None = None,
+    out: str | Path = "evolens-trace",
+    max_new_tokens: int = 64,
+    batch_size: int = 4,
+    lens: str = "normed",
+    keep_hidden: bool | HiddenSelection = False,
+    top_k: int = 5,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    paper_js: bool | None = None,
+    progress: bool | ProgressCallback = False,
+    device: str = "cpu",
+    dtype: str | None = None,
+    limit: int | None = None,
+    exclusive: bool = False,
+    options: RayOptions | None = None,
+) -> TraceResult:
+    """Trace ``images`` x ``prompt`` on a Ray cluster into ``out`` (resumable); arguments as
+    ``evolens.trace``, except that ``model`` is a name (each actor loads it with ``device`` and ``dtype``)
+    or a picklable function that returns the ``LoadedModel``. The batches are the local engine's, so
+    both engines compute the same numbers (and, with sampling, the same tokens). Relative paths (images,
+    ``out``, a model folder, ``tuned:PATH``) are taken from the driver's working directory."""
+    ray = _ray()
+    if batch_size < 1:
+        raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
+    options = options or RayOptions()
+    gpus = options.actor_gpus(device)
+    settings = trace_settings(
+        _absolute_lens(lens),
+        max_new_tokens,
+        keep_hidden,
+        top_k,
+        do_sample,
+        temperature,
+        top_p,
+        seed,
+        paper_js,
+    )
+    samples = resolve_samples(images, prompt, limit=limit)
+    load = _loader(model, device, dtype)
+    with _cluster(options):
+        _check_resources(options, gpus)
+        probe = ray.remote(_model_meta).options(num_cpus=options.cpus_per_actor, num_gpus=gpus, max_retries=0)
+        meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, settings)))
+        check_inputs_fit(meta["model"], vision, samples)
+        writer = TraceWriter.open(out, meta)
+        result = TraceResult(writer.directory)
+        result.retraced = writer.remove(changed_inputs(writer, samples))
+        if exclusive:
+            result.removed = writer.remove(writer.finished - {s.sample_id for s in samples})
+        todo = [(index, s) for index, s in enumerate(samples) if s.sample_id not in writer.finished]
+        result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
+        writer.forget_failures({s.sample_id for _, s in todo})
+        if todo:
+            by_id = {s.sample_id: (index, s) for index, s in todo}
+            cut = batches([s for _, s in todo], batch_size)  # the local engine's batches
+            manifest = writer.directory.absolute() / "ray" / "manifest.parquet"
+            write_manifest(manifest, [[by_id[s.sample_id] for s in batch] for batch in cut])
+            dataset = _dataset(manifest, load, settings, writer, options, gpus, device)
+            _collect_outcomes(dataset, writer, len(todo), progress)
+    finalize_trace(writer.directory)
+    shutil.rmtree(writer.directory / "ray", ignore_errors=True)
+    return _result(result, [s for _, s in todo])
+
+
+def _collect_outcomes(
+    dataset: Any, writer: TraceWriter, total: int, progress: bool | ProgressCallback
+) -> None:
+    """Run ``dataset`` to the end, recording each failed input as its outcome arrives."""
+    callback = progress if callable(progress) else None
+    with Progress("trace", total, enabled=progress is not False, callback=callback) as report:
+        for outcome in _outcomes(dataset):
+            if outcome["error"] is not None:
+                writer.record_failure(outcome["sample_id"], outcome["image"], outcome["error"])
+            report.advance(1, tokens=outcome["tokens"])
+
+
+def _ray() -> Any:
+    """The ray module, imported on first use (an optional extra, and a second to import)."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise UsageError("the Ray engine needs Ray: pip install 'evolens[ray]'") from exc
+    return ray
+
+
+def _result(result: TraceResult, todo: list[Sample]) -> TraceResult:
+    """Fill ``result`` from what the trace directory holds now that the run is over."""
+    finished = finished_sample_ids(result.out)
+    todo_ids = {s.sample_id for s in todo}
+    result.traced = [s.sample_id for s in todo if s.sample_id in finished]
+    result.failures = [f for f in read_failures(result.out) if f["sample_id"] in todo_ids]
+    missing = todo_ids - finished - {f["sample_id"] for f in result.failures}
+    if missing:
+        raise EvolensError(
+            f"{len(missing)} samples were not committed (e.g. {sorted(missing)[0]}); "
+            "run the same command again to trace them"
+        )
+    return result
+
+
+def _absolute_lens(lens: str) -> str:
+    """``tuned:PATH`` with PATH absolute (the actors need not share the driver's working directory)."""
+    spec = LensSpec.parse(lens)
+    return lens if spec.path is None else f"tuned:{spec.path.absolute()}"
+
+
+def _loader(model: str | ModelLoader | LoadedModel, device: str, dtype: str | None) -> ModelLoader:
+    """What each actor calls to load ``model`` (a local folder by its absolute path: Ray's workers need
+    not share the driver's working directory)."""
+    if isinstance(model, LoadedModel):
+        raise UsageError("the Ray engine loads the model in every actor: pass its name, not a loaded model")
+    if isinstance(model, str):
+        folder = Path(model)
+        source = str(folder.absolute()) if model not in BUILTIN and folder.exists() else model
+        return functools.partial(_load_as, model, source, device, dtype)
+    return model
+
+
+def _load_as(name: str, source: str, device: str, dtype: str | None) -> LoadedModel:
+    """``load_model(source)``, named ``name`` (the name the user gave, which meta.json records)."""
+    return dataclasses.replace(load_model(source, device=device, dtype=dtype), name=name)
+
+
+@contextlib.contextmanager
+def _cluster(options: RayOptions) -> Iterator[None]:
+    """Connected to the cluster for the duration; a connection made here is closed (a local cluster
+    started here is shut down)."""
+    ray = _ray()
+    if ray.is_initialized():
+        yield
+        return
+    settings: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
+    if options.address is None:
+        needed = options.actors * options.cpus_per_actor + DECODE_CPUS
+        settings.update(num_cpus=max(os.cpu_count() or 1, math.ceil(needed)), include_dashboard=False)
+    try:
+        ray.init(address=options.address, **settings)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {options.address}: {exc}") from exc
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_resources(options: RayOptions, gpus: float) -> None:
+    """Refuse actors the cluster cannot hold (Ray Data would wait for them forever)."""
+    resources = _ray().cluster_resources()
+    cpus_needed = options.actors * options.cpus_per_actor + DECODE_CPUS
+    if resources.get("CPU", 0) < cpus_needed:
+        raise UsageError(
+            f"the Ray cluster has {resources.get('CPU', 0):g} CPUs; {options.actors} actors x "
+            f"{options.cpus_per_actor:g} CPUs plus {DECODE_CPUS:g} for decoding images need {cpus_needed:g}: "
+            "lower --actors or --cpus-per-actor (fractions such as 0.5 are allowed)"
+        )
+    if resources.get("GPU", 0) < options.actors * gpus:
+        raise UsageError(
+            f"the Ray cluster has {resources.get('GPU', 0):g} GPUs; {options.actors} actors x {gpus:g} GPUs "
+            "do not fit: lower --actors or --gpus-per-actor"
+        )
+
+
+def _model_meta(load: ModelLoader, settings: TraceSettings) -> tuple[dict[str, Any], bool]:
+    """meta.json of the model ``load`` gives, and whether it takes images (runs as a Ray task)."""
+    loaded = load()
+    return trace_meta(loaded, settings), loaded.adapter.vision
+
+
+def _dataset(
+    manifest: Path,
+    load: ModelLoader,
+    settings: TraceSettings,
+    writer: TraceWriter,
+    options: RayOptions,
+    gpus: float,
+    device: str,
+) -> Any:
+    """manifest (one row per batch) -> decoded images -> traced and committed by the actor pool."""
+    ray = _ray()
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    context.raise_original_map_exception = True  # an EvolensError in an actor reaches the driver as itself
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
+    threads = max(1, int(options.cpus_per_actor)) if gpus == 0 and device == "cpu" else None
+    return (
+        ray.data.read_parquet(str(manifest))
+        .repartition(target_num_rows_per_block=1)  # a block per batch: per-batch progress and retries
+        .map_batches(
+            decode_images, batch_size=1, batch_format="pyarrow", num_cpus=DECODE_CPUS, memory=DECODE_MEMORY
+        )
+        .map_batches(
+            TraceActor,
+            batch_size=1,
+            batch_format="pyarrow",
+            fn_constructor_kwargs={
+                "load": load,
+                "settings": settings,
+                "out": str(writer.directory.absolute()),
+                "meta": writer.meta,
+                "threads": threads,
+            },
+            compute=ray.data.ActorPoolStrategy(size=options.actors),
+            num_cpus=options.cpus_per_actor,
+            num_gpus=gpus,
+        )
+    )
+
+
+def _outcomes(dataset: Any) -> Iterator[dict[str, Any]]:
+    """The outcome rows as the actors finish their batches; a user error raised in an actor comes out
+    as itself (one line), not as Ray's wrapped traceback."""
+    tables = iter(dataset.iter_batches(batch_size=None, batch_format="pyarrow"))
+    while True:
+        table = _reraise_user_error(lambda: next(tables, None))
+        if table is None:
+            return
+        yield from table.to_pylist()
+
+
+def _reraise_user_error(call: Callable[[], Result]) -> Result:
+    """``call()``; an ``EvolensError`` that Ray wrapped is raised as itself (one line for the CLI)."""
+    try:
+        return call()
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is None:
+            raise
+        raise cause from None
+
+
+def _user_error(exc: BaseException) -> EvolensError | None:
+    """The ``EvolensError`` that Ray wrapped (in ``RayTaskError``, ``UserCodeException``...), if any."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, EvolensError) and not isinstance(current, _ray().exceptions.RayError):
+            return current
+        pending.extend([getattr(current, "cause", None), current.__cause__, current.__context__])
+    return None

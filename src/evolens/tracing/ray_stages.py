@@ -1,0 +1,128 @@
+"""The tracer side of the Ray engine: the manifest the driver writes, and the actors that trace it.
+
+The driver writes the samples to trace as a Parquet manifest with one row per batch (``write_manifest``;
+the batches are the local engine's, so both engines compute the same numbers). Ray Data reads it and runs
+per batch row:
+
+1. ``evolens.data.arrow.decode_images`` (CPU tasks, streaming ahead of the actors): each image file ->
+   8-bit RGB pixels, or the one-line error that makes the sample fail;
+2. ``TraceActor`` (one model per actor, on its own GPUs): ``Tracer.trace_images`` on the batch, then the
+   records are committed to the trace directory as one part (``evolens.io.store.write_part``). Only small
+   outcome rows (sample id, error) go back through Ray; metrics and hidden states never enter its object
+   store.
+
+A part's name is ``part-r<first input index, 9 digits>-<CRC-32 of the batch's sample ids>.parquet``: unique
+per batch, so actors never collide, the same when Ray retries a batch (the retry rewrites the same part),
+and sorted in input order.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from evolens.data.arrow import batches_table, image_of, sample_of
+from evolens.data.resolve import Sample
+from evolens.errors import UsageError
+from evolens.io.atomic import write_bytes
+from evolens.io.store import SETTINGS_KEYS, write_part
+from evolens.models.loaded import LoadedModel
+from evolens.tracing.tracer import Tracer, TraceSettings, trace_meta
+
+OUTCOME_SCHEMA = pa.schema(
+    [("sample_id", pa.string()), ("image", pa.string()), ("error", pa.string()), ("tokens", pa.int32())]
+)
+"""What an actor returns per sample: its id, its image path, why it failed (null when traced), and how many
+tokens it generated."""
+
+ModelLoader = Callable[[], LoadedModel]
+"""Loads the model in an actor (picklable: Ray sends it to every actor)."""
+
+
+def write_manifest(path: Path, batches: Sequence[Sequence[tuple[int, Sample]]]) -> Path:
+    """Write batches of ``(index, sample)`` pairs as the Parquet manifest at ``path`` (atomically), one
+    row per batch (``evolens.data.arrow.BATCHES_SCHEMA``)."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(batches_table(batches), sink)
+    return write_bytes(path, sink.getvalue().to_pybytes())
+
+
+def part_name(indexes: Sequence[int], sample_ids: Sequence[str]) -> str:
+    """The part a batch commits to (see the module docstring)."""
+    digest = zlib.crc32("\n".join(sample_ids).encode("utf-8"))
+    return f"part-r{min(indexes):09d}-{digest:08x}.parquet"
+
+
+class TraceActor:
+    """A Ray Data callable class: loads the model once, then traces one batch per call and commits it.
+
+    Args:
+        load: builds the ``LoadedModel`` (e.g. ``load_model`` with the name, device and dtype).
+        settings: the trace settings, the same for every actor.
+        out: the trace directory (on storage that every node shares).
+        meta: the driver's meta.json; an actor whose model gives other settings refuses to start.
+        threads: torch CPU threads (None: leave torch's default).
+    """
+
+    def __init__(
+        self,
+        load: ModelLoader,
+        settings: TraceSettings,
+        out: str,
+        meta: dict[str, Any],
+        threads: int | None = None,
+    ) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        loaded = load()
+        mine = trace_meta(loaded, settings)
+        changed = [key for key in SETTINGS_KEYS if mine.get(key) != meta.get(key)]
+        if changed:
+            raise UsageError(
+                "a Ray actor loaded the model with other settings than the driver ("
+                + "; ".join(f"{key}: {meta.get(key)!r} vs {mine.get(key)!r}" for key in changed)
+                + "); every node needs the same model files and versions"
+            )
+        self.tracer = Tracer(loaded, settings)
+        self.out = Path(out)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        """Trace each batch row (``DECODED_SCHEMA``; Ray passes one at a time) and commit it as one part;
+        return one outcome per sample (``OUTCOME_SCHEMA``)."""
+        outcomes = [outcome for row in table.to_pylist() for outcome in self.trace_batch(row["samples"])]
+        return pa.Table.from_pylist(outcomes, schema=OUTCOME_SCHEMA)
+
+    def trace_batch(self, decoded: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Trace one batch of decoded samples, commit the traced ones as one part, return the outcomes."""
+        samples = [sample_of(sample) for sample in decoded]  # images as absolute files
+        given = {row["sample_id"]: row["image"] for row in decoded}  # as the user gave them
+        errors = {s.sample_id: row["error"] for s, row in zip(samples, decoded, strict=True) if row["error"]}
+        readable = [
+            (sample, image_of(row))
+            for sample, row in zip(samples, decoded, strict=True)
+            if sample.sample_id not in errors
+        ]
+        records = self.tracer.trace_images(
+            readable, lambda sample_id, _, error: errors.update({sample_id: error})
+        )
+        tokens = {record.sample_id: len(record.token_ids) for record in records}
+        for record in records:
+            record.image = given[record.sample_id]  # recorded as given, as the local engine records it
+        if records:
+            name = part_name([row["index"] for row in decoded], [s.sample_id for s in samples])
+            write_part(self.out, name, records)
+        return [
+            {
+                "sample_id": sample.sample_id,
+                "image": given[sample.sample_id],
+                "error": errors.get(sample.sample_id),
+                "tokens": tokens.get(sample.sample_id, 0),
+            }
+            for sample in samples
+        ]
