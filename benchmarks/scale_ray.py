@@ -15,13 +15,14 @@ One run, one machine: N bundled photos, one prompt, greedy decoding, the same ba
 Sessions: the local engine runs in a session of its own, as the Ray cluster's processes do. On Linux with
 scheduler autogroups (this repository's shared machine), CPU time is shared out per session before nice
 values apply, so a process in the busy session of a shell gets less of a loaded machine than a new session's:
-measured here, the same local trace took 16-18 s from the shell and 10-13 s inside a Ray worker.
+measured here (with the previous metrics engine), 8 images took the local engine 16-18 s from the shell
+and 10-13 s inside a Ray worker.
 
 Threads: the local engine and the single actor get --threads torch threads (the actor as many logical
 CPUs); two actors get --threads // 2 each, at least 1 (so with --threads 1 they use two cores in all).
 The default is 1: on a shared machine, threads beyond the free cores make OpenMP wait for each other (on
-this repository's 2-core machine under load average 12, 8 images took the local engine 131-153 s with 2
-threads and 18-20 s with 1). Two actors can only be faster than one where there are cores (or GPUs) for
+this repository's 2-core machine under load average 12, 8 images took the previous local engine 131-153 s
+with 2 threads and 18-20 s with 1). Two actors can only be faster than one where there are cores (or GPUs) for
 both. The last line of output is the JSON of every number.
 
     .venv/bin/python benchmarks/scale_ray.py [--images 16] [--batch-size 4] [--max-new-tokens 16]
