@@ -45,8 +45,8 @@ from evolens.tracing.tracer import (
     TraceResult,
     TraceSettings,
     batches,
-    changed_inputs,
     check_inputs_fit,
+    remaining_work,
     trace_meta,
     trace_settings,
 )
@@ -151,16 +151,12 @@ def trace_on_ray(
         meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, settings)))
         check_inputs_fit(meta["model"], vision, samples)
         writer = TraceWriter.open(out, meta)
-        result = TraceResult(writer.directory)
-        result.retraced = writer.remove(changed_inputs(writer, samples))
-        if exclusive:
-            result.removed = writer.remove(writer.finished - {s.sample_id for s in samples})
-        todo = [(index, s) for index, s in enumerate(samples) if s.sample_id not in writer.finished]
-        result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
-        writer.forget_failures({s.sample_id for _, s in todo})
+        result, left = remaining_work(writer, samples, exclusive)
+        position = {s.sample_id: index for index, s in enumerate(samples)}
+        todo = [(position[s.sample_id], s) for s in left]
         if todo:
-            by_id = {s.sample_id: (index, s) for index, s in todo}
-            cut = batches([s for _, s in todo], batch_size)  # the local engine's batches
+            by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
+            cut = batches(left, batch_size)  # the local engine's batches
             manifest = writer.directory.absolute() / "ray" / "manifest.parquet"
             write_manifest(manifest, [[by_id[s.sample_id] for s in batch] for batch in cut])
             dataset = _dataset(manifest, load, settings, writer, options, gpus, device)

@@ -135,13 +135,7 @@ def trace(
     check_inputs_fit(model.name, model.adapter.vision, samples)
     tracer = Tracer(model, settings)
     writer = TraceWriter.open(out, trace_meta(model, settings, tracer.lens))
-    result = TraceResult(writer.directory)
-    result.retraced = writer.remove(changed_inputs(writer, samples))
-    if exclusive:
-        result.removed = writer.remove(writer.finished - {s.sample_id for s in samples})
-    todo = [s for s in samples if s.sample_id not in writer.finished]
-    result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
-    writer.forget_failures({s.sample_id for s in todo})
+    result, todo = remaining_work(writer, samples, exclusive)
     callback = progress if callable(progress) else None
     with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
         for batch in batches(todo, batch_size):
@@ -153,6 +147,22 @@ def trace(
         f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
     ]
     return result
+
+
+def remaining_work(
+    writer: TraceWriter, samples: Sequence[Sample], exclusive: bool
+) -> tuple[TraceResult, list[Sample]]:
+    """What is left to trace in an opened trace (the same for every engine): finished samples whose input
+    changed are removed (to be retraced), with ``exclusive`` so are those no longer among ``samples``;
+    the samples not finished are returned in order, and their earlier failures forgotten."""
+    result = TraceResult(writer.directory)
+    result.retraced = writer.remove(changed_inputs(writer, samples))
+    if exclusive:
+        result.removed = writer.remove(writer.finished - {s.sample_id for s in samples})
+    todo = [s for s in samples if s.sample_id not in writer.finished]
+    result.skipped = [s.sample_id for s in samples if s.sample_id in writer.finished]
+    writer.forget_failures({s.sample_id for s in todo})
+    return result, todo
 
 
 def trace_settings(
