@@ -1,4 +1,4 @@
-"""The built-in demo VLM: EfficientNet-Lite0 features -> MLP projector -> frozen SmolLM2-135M-Instruct."""
+"""The built-in demo VLM: EfficientNet-Lite0 features -> MLP projector -> SmolLM2-135M-Instruct + LoRA."""
 
 from __future__ import annotations
 

@@ -57,6 +57,6 @@ def merge_lora(decoder: nn.Module, factors: dict[str, torch.Tensor], scale: floa
                 f"the demo LoRA factors for '{name}' ({tuple(b.shape)} @ {tuple(a.shape)}) do not match the "
                 f"layer's weight {tuple(layer.weight.shape)}"
             )
-        delta = (b.double() @ a.double()) * scale
-        layer.weight.add_(delta.to(layer.weight.dtype))
+        # in place, in the weight's dtype: a float64 product and copy per layer cost ~0.6 s of a 3 s load
+        layer.weight.addmm_(b.to(layer.weight.dtype), a.to(layer.weight.dtype), alpha=scale)
     return len(names)
