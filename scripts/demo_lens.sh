@@ -3,8 +3,8 @@
 # Scenes: shapes-world seeds from 40,000,000 for the lens (never used elsewhere: the projector trained on
 # 0..2499, validated on 5,000,000.., evaluated on 10,000,000..; the study's results use 30,000,000..).
 #   bash scripts/demo_lens.sh [N_COMPARE]        (default 24 descriptions; outputs in runs/)
-# Both steps run under `nice -n 15` on 2 threads (the machine is shared); on the 2-core machine at load
-# average 11-17 step 1 took 34 min of generation plus 37 min of training, step 2 about 45 min per lens.
+# Both steps run under `nice -n 15` on 2 threads (so they can share a machine); on an idle 2-core machine
+# step 1 took 2.4 min with the recipe-2 demo model (issue 13).
 set -euo pipefail
 N_COMPARE=${1:-24}
 EVOLENS=${EVOLENS:-.venv/bin/evolens}

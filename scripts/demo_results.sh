@@ -15,14 +15,15 @@ $EVOLENS run --model demo --source shapes --limit "$N_TRACE" --seed $SEED --prom
     --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --hallucination --out $OUT/describe
 # the colour question, hidden states kept for the feature-space views
 $EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "What is the color of the shape?" \
-    --max-new-tokens 12 --batch-size 8 --keep-hidden --no-skip --no-hallucination \
+    --max-new-tokens 12 --batch-size 8 --projection tsne --projection pca --no-skip --no-hallucination \
     --answer red,orange,yellow,green,blue,purple,pink,brown --out $OUT/color
 # faithful vs hallucinated words at the critical and mutation layers
 $EVOLENS hallucination trace --trace $OUT/describe/trace --out $OUT/hallucination
 # layer skipping: the detected stages and random controls of the same sizes
 $EVOLENS skip --model demo --shapes "$N_SKIP" --shapes-seed $SEED --plan stages --trace $OUT/describe/trace \
     --max-new-tokens 64 --seeds 2 --out $OUT/skip
-# the same decoder on text alone: each scene's caption given in words, then the same request
+# SmolLM2 on text alone (demo-text: the decoder without the demo's LoRA updates): each scene's caption
+# given in words, then the same request
 mapfile -t TEXT_ARGS < <(.venv/bin/python - <<'PY'
 import random
 from evolens.data.shapes.text import describe

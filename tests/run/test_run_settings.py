@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,29 @@ def test_run_passes_every_analyze_setting_and_delegates_skip_outputs(
     assert seen.get("skip_written") and (result.out / "skip" / "skip.json").is_file()
     assert (result.out / "skip" / "skip.png").is_file()
     assert any((result.out / "trace" / "hidden").glob("*.safetensors"))  # turned on by the PCA view
+
+
+def test_projection_flag_reaches_the_analysis_and_hidden_states_without_a_view_say_so(
+    tiny_vlm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defects: `evolens run` had no --projection, so --keep-hidden --answer ... drew no feature map, and
+    nothing said why."""
+    from evolens.cli import main
+
+    seen: list[Any] = []
+    real_analyze = stages.analyze
+
+    def spy_analyze(trace_dir: Path, out: Path, options: Any) -> Any:
+        seen.append(options)
+        return real_analyze(trace_dir, out, options)
+
+    monkeypatch.setattr(stages, "analyze", spy_analyze)
+    base = ["run", "--model", str(tiny_vlm_dir), "--source", "shapes", "--limit", "2"]
+    base += ["--max-new-tokens", "3", "--no-skip", "--no-hallucination", "--no-report", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "a"), "--projection", "pca"]) == 0
+    assert seen[-1].projections == ("pca",)
+    assert any((tmp_path / "a" / "trace" / "hidden").glob("*.safetensors"))  # turned on by the view
+    assert main([*base, "--out", str(tmp_path / "b"), "--keep-hidden"]) == 0
+    assert seen[-1].projections == ()
+    summary = json.loads((tmp_path / "b" / "analysis" / "summary.json").read_text())
+    assert any("no projection was asked" in note for note in summary["notes"])

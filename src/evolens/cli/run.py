@@ -59,6 +59,10 @@ def run_command(
         str | None,
         Flag(help="Answer step of the many-images feature view: words (red,green,...) or a step index."),
     ] = None,
+    projection: Annotated[
+        list[str] | None,
+        Flag(help="Feature views of the hidden states: tsne and/or pca (repeat; turns --keep-hidden on)."),
+    ] = None,
     skip: Annotated[bool | None, Flag("--skip/--no-skip", help="Run the layer-skipping experiments.")] = None,
     hallucination: Annotated[
         bool | None, Flag("--hallucination/--no-hallucination", help="Score hallucinations.")
@@ -97,6 +101,7 @@ def run_command(
         "trace.keep_hidden": keep_hidden,
         "analyze.enabled": analyze,
         "analyze.answer": None if answer is None else parse_answer(answer),
+        "analyze.projections": projection or None,
         "skip.enabled": skip,
         "hallucination.enabled": hallucination,
         "lens_compare.enabled": None if compare_lens is None else True,

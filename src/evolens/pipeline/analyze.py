@@ -195,6 +195,11 @@ def _feature_figures(
     if not with_hidden:
         notes.append("no hidden states stored (trace with --keep-hidden): feature maps skipped")
         return info
+    if not options.projections:
+        notes.append(
+            "hidden states are stored but no projection was asked (analyze.projections, --projection "
+            "tsne/pca): no feature maps, only the separation by image per layer"
+        )
     for sample_id in [s for s in samples if s in with_hidden]:
         points = feat.single_sample_points(trace, sample_id, max_steps=options.max_feature_steps)
         for method in options.projections:

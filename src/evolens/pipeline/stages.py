@@ -143,7 +143,7 @@ def analyze_stage(context: RunContext) -> dict[str, Any]:
         samples=first_sample_per_prompt(context.layout),
         answer=settings.answer,
         projections=tuple(settings.projections),
-        features=bool(settings.projections),
+        features=bool(settings.projections) or context.config.trace.keep_hidden is True,
         n_boot=settings.n_boot,
         max_answer_images=settings.max_answer_images,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -94,7 +95,7 @@ def plot_feature_map(
                 title="sample: answer" if "answer" in rows else "sample",
                 title_fontsize=7,
             )
-        text = title or f"{METHOD_NAMES.get(method, method)} of hidden states"
+        text = textwrap.fill(title or f"{METHOD_NAMES.get(method, method)} of hidden states", 70)
         if panels == [None]:
             axes_list[0].set_title(text)
         else:

@@ -57,6 +57,8 @@ def merge_lora(decoder: nn.Module, factors: dict[str, torch.Tensor], scale: floa
                 f"the demo LoRA factors for '{name}' ({tuple(b.shape)} @ {tuple(a.shape)}) do not match the "
                 f"layer's weight {tuple(layer.weight.shape)}"
             )
-        # in place, in the weight's dtype: a float64 product and copy per layer cost ~0.6 s of a 3 s load
-        layer.weight.addmm_(b.to(layer.weight.dtype), a.to(layer.weight.dtype), alpha=scale)
+        # Out of place: the loaded weights are memory-mapped, and writing them in place copies them 4 KiB
+        # page by page (1.6 s for SmolLM2 against 0.2 s for a fresh tensor).
+        weight = layer.weight
+        weight.data = torch.addmm(weight, b.to(weight.dtype), a.to(weight.dtype), alpha=scale)
     return len(names)
