@@ -45,15 +45,16 @@ def merge_seconds(in_place: bool) -> float:
     scale = LoraSettings.from_dict(read_manifest()["decoder_lora"]).scale
     decoder, _ = load_decoder()
     started = time.perf_counter()
-    if in_place:
-        modules = dict(decoder.named_modules())
-        with torch.no_grad():
-            for name in sorted({key.rsplit(".", 1)[0] for key in factors}):
-                a, b = factors[name + ".lora_A"], factors[name + ".lora_B"]
-                modules[name].weight.addmm_(b, a, alpha=scale)
-    else:
-        merge_lora(decoder, factors, scale)
+    (merge_in_place if in_place else merge_lora)(decoder, factors, scale)
     return time.perf_counter() - started
+
+
+@torch.no_grad()
+def merge_in_place(decoder: torch.nn.Module, factors: dict[str, torch.Tensor], scale: float) -> None:
+    """The baseline: ``merge_lora``'s update written into the existing weights (``addmm_``)."""
+    modules = dict(decoder.named_modules())
+    for name in sorted({key.rsplit(".", 1)[0] for key in factors}):
+        modules[name].weight.addmm_(factors[name + ".lora_B"], factors[name + ".lora_A"], alpha=scale)
 
 
 def main() -> None:

@@ -3,11 +3,15 @@ layer-skip ceilings and the trace-overhead ratios on known answers."""
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 
 import pytest
-from benchmarks import bench_layer_skip, gpu_overhead, trace_overhead
+import torch
+from benchmarks import bench_layer_skip, demo_load, gpu_overhead, trace_overhead
+
+from evolens.models.demo.lora import merge_lora
 
 
 def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -38,3 +42,17 @@ def test_layer_skip_ceilings_known_answers() -> None:
 def test_trace_overhead_ratios_use_the_methods_that_ran() -> None:
     ratios = trace_overhead.ratios_of({"plain": 2.0, "floor": 4.0, "ours": 5.0, "paper": 50.0})
     assert ratios == {"a_ours_over_plain": 2.5, "b_ours_over_floor": 1.25, "c_paper_over_ours": 10.0}
+
+
+def test_demo_load_baseline_merges_the_same_weights_as_merge_lora() -> None:
+    """The load benchmark compares two ways of doing the same work: equal weights after either merge."""
+    torch.manual_seed(0)
+    base = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 4))
+    factors = {"0.lora_A": torch.randn(2, 6), "0.lora_B": torch.randn(5, 2)}
+    fresh, in_place = copy.deepcopy(base), copy.deepcopy(base)
+    merge_lora(fresh, factors, 2.0)
+    demo_load.merge_in_place(in_place, factors, 2.0)
+    expected = base[0].weight + 2.0 * factors["0.lora_B"] @ factors["0.lora_A"]
+    torch.testing.assert_close(fresh[0].weight, expected)
+    torch.testing.assert_close(in_place[0].weight, expected)
+    assert torch.equal(fresh[1].weight, base[1].weight) and torch.equal(in_place[1].weight, base[1].weight)
