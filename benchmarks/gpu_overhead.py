@@ -215,6 +215,7 @@ def measure_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "peak_mib_added": peaks,
             "warm_up_seconds": warm_up,
             "sweeps_compiled": engine.sweeps.compiled,
+            "sweeps": engine.backend,
         }
         print(
             f"{name} batch {batch}: plain {median['plain']:.3f}s, floor {median['floor']:.3f}s, "

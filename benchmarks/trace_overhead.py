@@ -19,11 +19,13 @@ Ratios of medians of wall time: (a) ours / plain, (b) ours / floor (goal <= 1.15
 (goal >= 10). The same ratios of process CPU time (all threads) are reported too: with --threads 1 they
 are what an idle machine would show even when other processes load it. (d) peak memory: each method once
 in a fresh subprocess, peak RSS (VmHWM after resetting it) minus the RSS before the method, i.e. after
-loading the model (goal: ours <= 2 x plain); on CUDA torch.cuda.max_memory_allocated instead.
+loading the model, median of --memory-repeats such processes (goal: ours <= 2 x plain); on CUDA
+torch.cuda.max_memory_allocated instead.
 
 The last line printed is one JSON object: settings, machine (CPUs, threads, load average before and
-after), seconds, CPU seconds, ratios, peak memory and the goals. EVOLENS_COMPILE=1 compiles the metric
-sweeps of "ours" (see evolens.tracing.engine).
+after, how the sweeps ran), seconds, CPU seconds, ratios, peak memory and the goals. On the CPU "ours"
+runs the fused C sweeps where they build (evolens.tracing.native); EVOLENS_NATIVE=0 measures the eager
+PyTorch sweeps instead, EVOLENS_COMPILE=1 the torch.compile ones (see evolens.tracing.engine).
 
     .venv/bin/python benchmarks/trace_overhead.py [--images 16] [--batch-size 8] [--max-new-tokens 32]
         [--repeats 3] [--threads N] [--model demo] [--methods plain,floor,ours,paper]
@@ -51,6 +53,8 @@ from PIL import Image
 from evolens.data.images import load_image
 from evolens.models import LoadedModel, load_model
 from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.tracing.engine import StepMetricsEngine
+from evolens.tracing.lens_spec import make_lens
 from evolens.tracing.tracer import trace
 
 PROMPT = "Describe this image."
@@ -211,6 +215,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per method")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -240,7 +245,11 @@ def main() -> None:
     argv = [f"--model={args.model}", f"--images={args.images}", f"--batch-size={args.batch_size}"]
     argv += [f"--max-new-tokens={args.max_new_tokens}", f"--device={args.device}"]
     argv += [f"--threads={args.threads}"] if args.threads else []
-    memory = {m: memory_in_subprocess(m, argv) for m in methods}
+    runs: dict[str, list[float]] = {m: [] for m in methods}
+    for _ in range(args.memory_repeats):  # one fresh process per run: peak RSS varies from run to run
+        for method in methods:
+            runs[method].append(memory_in_subprocess(method, argv))
+    memory = {m: statistics.median(values) for m, values in runs.items()}
     wall = {m: statistics.median(s) for m, s in seconds.items()}
     cpu = {m: statistics.median(s) for m, s in cpu_seconds.items()}
     report(args, loaded, wall, cpu, memory, load_before)
@@ -295,6 +304,7 @@ def report(
             "load_average_before": load_before,
             "load_average_after": load_after,
             "evolens_compile": os.environ.get("EVOLENS_COMPILE"),
+            "sweeps": StepMetricsEngine(make_lens(loaded, "normed")).backend,
             "torch": torch.__version__,
         },
         "seconds": median,

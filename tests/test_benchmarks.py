@@ -9,9 +9,10 @@ import sys
 
 import pytest
 import torch
-from benchmarks import bench_layer_skip, demo_load, gpu_overhead, trace_overhead
+from benchmarks import bench_layer_skip, demo_load, gpu_overhead, sweep_settings, trace_overhead
 
 from evolens.models.demo.lora import merge_lora
+from evolens.tracing.native import native_sweeps
 
 
 def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -28,7 +29,8 @@ def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, cap
         assert set(row["seconds"]) == {"plain", "floor", "traced"}
         assert all(seconds > 0 for seconds in row["seconds"].values())
         assert row["traced_over_floor"] == pytest.approx(row["seconds"]["traced"] / row["seconds"]["floor"])
-        assert row["sweeps_compiled"] is False  # the CPU runs the eager sweeps unless EVOLENS_COMPILE=1
+        assert row["sweeps_compiled"] is False  # the CPU compiles nothing unless EVOLENS_COMPILE=1
+        assert row["sweeps"] in ("native", "eager")
 
 
 def test_layer_skip_ceilings_known_answers() -> None:
@@ -56,3 +58,19 @@ def test_demo_load_baseline_merges_the_same_weights_as_merge_lora() -> None:
     torch.testing.assert_close(fresh[0].weight, expected)
     torch.testing.assert_close(in_place[0].weight, expected)
     assert torch.equal(fresh[1].weight, base[1].weight) and torch.equal(in_place[1].weight, base[1].weight)
+
+
+def test_sweep_settings_times_every_setting_against_the_matmul(
+    monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    argv = ["sweep_settings.py", "--rows", "2", "--layers", "3", "--width", "8", "--vocab", "500"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--repeats", "1", "--chunks", "10,12", "--budgets", "default"])
+    sweep_settings.main()
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["benchmark"] == "sweep_settings"
+    expected = {"transcendental", "eager[10,default]", "eager[12,default]"}
+    if native_sweeps() is not None:
+        expected.add("native[default]")
+    assert set(report["ratio_to_matmul"]) == expected
+    for name, ratio in report["ratio_to_matmul"].items():
+        assert ratio == pytest.approx(report["seconds"][name] / report["seconds"]["matmul"])

@@ -27,23 +27,36 @@ import torch
 
 from evolens.tracing.lens import Lens, LogitLens
 from evolens.tracing.metrics import LN2_FLOAT32, jsd_from_sums, kl_from_sums, paper_js_from_sums
+from evolens.tracing.native import NativeSweeps, native_sweeps
 from evolens.tracing.sweep import (
     ACCUMULATE,
     BLOCK,
     SWEEP_BYTES_PER_ENTRY,
     ChunkSums,
     EagerSweep,
+    block_maxima,
     chunk_sumexp,
     chunk_sums,
 )
 
-CHUNK_ENTRIES = {"cpu": 2**20}
-"""Entries (rows x layers x vocabulary) per sweep chunk by device type; on the CPU 8 MiB of float64 per
-temporary: within the last-level cache, and few enough operations per step (~300 at batch 8 on the demo)
-that the thread pool's start and join cost stays small; on other devices ``DEVICE_CHUNK_ENTRIES``."""
+CHUNK_ENTRIES = {"cpu": 2**17}
+"""Entries (rows x layers x vocabulary) per sweep chunk by device type; on the CPU 1 MiB of float64 per
+scratch buffer, so that a chunk's buffers stay in the cores' L2 caches while it is swept
+(``benchmarks/sweep_settings.py``: 2^17 entries was the fastest of 2^15..2^20); on other devices
+``DEVICE_CHUNK_ENTRIES``."""
 DEVICE_CHUNK_ENTRIES = 2**24
 """Entries per chunk on accelerators: big enough for few kernel launches, small enough that the eager
 path's temporaries take 576 MiB at most (``SWEEP_BYTES_PER_ENTRY``)."""
+
+MAX_BYTES = {"cpu": 32 * 2**20}
+"""Default memory budget of the logits buffer and the sweep's buffers by device type: on the CPU a few rows
+per group already keep the unembedding matmul efficient, and the memory a trace adds stays small."""
+DEVICE_MAX_BYTES = 512 * 2**20
+"""Default memory budget on accelerators (one group for a whole batch of a 7B model)."""
+MIN_GROUP_STATES = 128
+"""With the default budget, a row group holds at least this many states (rows x lens layers): the lens
+matmul reads the whole (V, d) unembedding once per group, and with fewer states that read dominates
+(on the demo, 2 threads: 1.9x the time per state with 31 states as with 124)."""
 
 COMPILE_ENV = "EVOLENS_COMPILE"
 """Set to 1 or 0 to compile the sweeps or not, whatever the device (default: compile on CUDA only)."""
@@ -143,10 +156,12 @@ class _Sweeps:
 
 @dataclass
 class _Sweep:
-    """The vocabulary sums of one lens over one row group: ``ChunkSums`` over all chunks, and lse."""
+    """The vocabulary sums of one lens over one row group: ``ChunkSums`` over all chunks, lse (G, n, 1)
+    float64, and the block maxima (G, n, ceil(V / BLOCK)) fp32."""
 
     sums: ChunkSums
     lse: torch.Tensor
+    block_max: torch.Tensor
 
 
 class StepMetricsEngine:
@@ -158,8 +173,11 @@ class StepMetricsEngine:
         paper_js: also compute the paper's "JS" on the raw logit lens (free when ``lens`` is the raw lens;
             with any other lens it costs a second unembedding of every layer).
         max_bytes: the most memory the logits buffer of a row group and the sweep's temporaries may take
-            together (at most half of it goes to the temporaries).
+            together (at most half of it goes to the temporaries); None: ``MAX_BYTES`` of the device, exceeded
+            only to give a row group ``MIN_GROUP_STATES`` states.
         compile: compile the sweeps with ``torch.compile`` (None: ``compile_by_default``).
+        native: on the CPU, when not compiling, run the fused C sweeps of ``evolens.tracing.native`` where
+            they build (None or True; False: the eager PyTorch sweeps).
     """
 
     def __init__(
@@ -167,19 +185,31 @@ class StepMetricsEngine:
         lens: Lens,
         top_k: int = 5,
         paper_js: bool = False,
-        max_bytes: int = 512 * 2**20,
+        max_bytes: int | None = None,
         compile: bool | None = None,
+        native: bool | None = None,
     ) -> None:
         self.lens = lens
         self.unembed = lens.unembed
         self.raw_lens: Lens = lens if lens.name == "raw" else LogitLens(lens.unembed, normed=False)
         self.top_k = min(top_k, self.unembed.vocab_size)
         self.paper_js = paper_js
-        self.max_bytes = max_bytes
         device = self.unembed.device
-        self.sweeps = _Sweeps(compile_by_default(device) if compile is None else compile, device)
+        self.max_bytes = MAX_BYTES.get(device.type, DEVICE_MAX_BYTES) if max_bytes is None else max_bytes
+        self.min_group_states = MIN_GROUP_STATES if max_bytes is None else 1
+        compiled = compile_by_default(device) if compile is None else compile
+        self.sweeps = _Sweeps(compiled, device)
+        use_native = native is not False and not compiled and device.type == "cpu"
+        self.native: NativeSweeps | None = native_sweeps() if use_native else None
         self.chunk_entries = CHUNK_ENTRIES.get(device.type, DEVICE_CHUNK_ENTRIES)
         self._logits: torch.Tensor | None = None
+
+    @property
+    def backend(self) -> str:
+        """How the sweeps run: "native" (fused C), "compiled" (torch.compile) or "eager"."""
+        if self.native is not None:
+            return "native"
+        return "compiled" if self.sweeps.compiled else "eager"
 
     @property
     def scratch_bytes(self) -> int:
@@ -197,7 +227,11 @@ class StepMetricsEngine:
         states = states.to(self.unembed.device, torch.float32)
         tokens = tokens.to(self.unembed.device, torch.int64)
         per_row = 4 * states.shape[1] * self.unembed.vocab_size
-        group = max(1, (self.max_bytes - self._chunk_entries() * SWEEP_BYTES_PER_ENTRY) // per_row)
+        group = max(
+            1,
+            (self.max_bytes - self._chunk_entries() * SWEEP_BYTES_PER_ENTRY) // per_row,
+            -(-self.min_group_states // states.shape[1]),
+        )
         parts = [
             self._group(states[start : start + group], tokens[start : start + group])
             for start in range(0, states.shape[0], group)
@@ -209,7 +243,7 @@ class StepMetricsEngine:
         token_logit = logits.gather(-1, tokens.view(-1, 1, 1).expand(*logits.shape[:2], 1))
         paper_here = self.paper_js and self.lens is self.raw_lens
         sweep = self._sweep(logits, token_logit, full=True, paper=paper_here)
-        top_logits, top_ids = _top_k(logits, sweep.sums.block_max, self.top_k)  # type: ignore[arg-type]
+        top_logits, top_ids = _top_k(logits, sweep.block_max, self.top_k)
         paper = None
         if paper_here:
             paper = self._paper_js(sweep)
@@ -227,15 +261,22 @@ class StepMetricsEngine:
         return lens.layer_logits(states, out=self._logits[:size].view(shape))
 
     def _sweep(self, logits: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool) -> _Sweep:
-        """Both sweeps over the vocabulary chunks of one lens's logits (G, L+1, V)."""
+        """Both sweeps over the vocabulary of one lens's logits (G, L+1, V): natively, or in chunks."""
+        if self.native is not None and logits.device.type == "cpu":
+            logits = logits.contiguous()
+            block_max = block_maxima(logits)
+            shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)  # each row-layer's largest logit
+            lse = shift + torch.log(self.native.sumexp(logits, shift)).unsqueeze(-1)
+            return _Sweep(self.native.sums(logits, lse, token_logit, full, paper), lse, block_max)
         rows, layers, vocab = logits.shape
         width = _chunk_width(rows * layers, vocab, self._chunk_entries())
         chunks = [logits[..., start : start + width] for start in range(0, vocab, width)]
-        shift = logits.amax(-1, keepdim=True).to(ACCUMULATE)
+        block_max = torch.cat([block_maxima(chunk) for chunk in chunks], dim=-1)
+        shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)
         total = sum(self.sweeps.sumexp(chunk, shift) for chunk in chunks)
         lse = shift + torch.log(total).unsqueeze(-1)  # type: ignore[arg-type]
         parts = [self.sweeps.sums(chunk, lse, token_logit, full, paper) for chunk in chunks]
-        return _Sweep(_add(parts), lse)
+        return _Sweep(_add(parts), lse, block_max)
 
     def _chunk_entries(self) -> int:
         """Entries per sweep chunk: the device's choice, within half of ``max_bytes``."""
@@ -260,16 +301,11 @@ def _chunk_width(row_layers: int, vocab: int, chunk_entries: int) -> int:
 
 
 def _add(parts: list[ChunkSums]) -> ChunkSums:
-    """The chunks' sums added up (block maxima concatenated in vocabulary order)."""
+    """The chunks' sums added up."""
     joined: dict[str, Any] = {}
     for name in ChunkSums._fields:
         values = [getattr(part, name) for part in parts]
-        if values[0] is None:
-            joined[name] = None
-        elif name == "block_max":
-            joined[name] = torch.cat(values, dim=-1)
-        else:
-            joined[name] = torch.stack(values).sum(0)
+        joined[name] = None if values[0] is None else torch.stack(values).sum(0)
     return ChunkSums(**joined)
 
 

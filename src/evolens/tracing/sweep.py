@@ -8,8 +8,10 @@ consecutive-layer and to-the-last-layer mixtures are formed while the chunk is i
    log-sum-exp lse = m + log(sum), i.e. log p = z - lse.
 2. ``chunk_sums``: with log p = z - lse and p = exp(log p), the chunk's share of sum p log p, of sum s log s
    for the mixtures s = p_l + p_{l+1} and s = p_l + p_L, of sum p_L log p_l (for KL), of the paper's cross
-   sums, the count of logits above the emitted token's (its rank), and the maximum of every block of
-   ``BLOCK`` entries (the top-k candidates).
+   sums, and the count of logits above the emitted token's (its rank).
+
+Before them, ``block_maxima`` finds the maximum of every block of ``BLOCK`` entries in one fp32 pass: the
+top-k candidates, and (their maximum) each row-layer's largest logit m, the shift of the first sweep.
 
 Everything after the fp32 logits is float64: log p, p, the mixtures and their logs, every sum. The
 metrics are therefore those of a float64 computation on the same logits, up to float64 rounding (measured
@@ -53,7 +55,6 @@ class ChunkSums(NamedTuple):
         next_cross: sum p_{l+1} log p_l, (G, n-1) (the paper's "JS"); None unless asked.
         prev_cross: sum p_l log p_{l+1}, (G, n-1) (the paper's "JS"); None unless asked.
         above: how many logits exceed the emitted token's, (G, n) (float64, exact below 2^53).
-        block_max: the largest logit of every block of ``BLOCK`` entries, (G, n, ceil(C / BLOCK)) fp32.
     """
 
     p_logp: torch.Tensor
@@ -63,7 +64,6 @@ class ChunkSums(NamedTuple):
     next_cross: torch.Tensor | None
     prev_cross: torch.Tensor | None
     above: torch.Tensor | None
-    block_max: torch.Tensor | None
 
 
 def chunk_sumexp(logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -84,15 +84,15 @@ def chunk_sums(
         logits: (G, n, C) fp32, all n lens layers of G rows over C vocabulary entries.
         lse: (G, n, 1) float64, the log-sum-exp of each row-layer over the whole vocabulary.
         token_logit: (G, n, 1) fp32, the emitted token's logit in each row-layer.
-        full: also the to-last-layer sums, the rank count and the block maxima (False: only what the
-            paper's "JS" needs, for a second lens).
+        full: also the to-last-layer sums and the rank count (False: only what the paper's "JS" needs,
+            for a second lens).
         paper: also the paper's cross sums.
     """
     logp = logits.to(ACCUMULATE) - lse
     p = logp.clamp_min(EXP_FLOOR).exp()
     p_logp = _dot(p, logp)
     next_slogs = _slogs(p[:, :-1] + p[:, 1:])
-    next_cross = prev_cross = last_slogs = last_cross = above = block_max = None
+    next_cross = prev_cross = last_slogs = last_cross = above = None
     if paper:
         next_cross = _dot(p[:, 1:], logp[:, :-1])
         prev_cross = _dot(p[:, :-1], logp[:, 1:])
@@ -101,8 +101,7 @@ def chunk_sums(
         last_slogs = _slogs(p[:, :-2] + last)
         last_cross = _dot(logp, last)
         above = (logits > token_logit).to(ACCUMULATE).sum(-1)
-        block_max = _block_max(logits)
-    return ChunkSums(p_logp, next_slogs, last_slogs, last_cross, next_cross, prev_cross, above, block_max)
+    return ChunkSums(p_logp, next_slogs, last_slogs, last_cross, next_cross, prev_cross, above)
 
 
 def _dot(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -115,7 +114,7 @@ def _slogs(mixture: torch.Tensor) -> torch.Tensor:
     return (mixture * mixture.log()).sum(-1)
 
 
-def _block_max(logits: torch.Tensor) -> torch.Tensor:
+def block_maxima(logits: torch.Tensor) -> torch.Tensor:
     """Maximum of each block of ``BLOCK`` entries (the last block may be shorter): (G, n, C) -> (G, n, B)."""
     width = logits.shape[-1]
     whole = width - width % BLOCK
@@ -161,7 +160,7 @@ class EagerSweep:
         p_logp = self._dot(p, logp)
         mixtures = self._buffer("mixture", (rows, layers - 1, width))
         next_slogs = self._slogs(torch.add(p[:, :-1], p[:, 1:], out=mixtures))
-        next_cross = prev_cross = last_slogs = last_cross = above = block_max = None
+        next_cross = prev_cross = last_slogs = last_cross = above = None
         if paper:
             next_cross = self._dot(p[:, 1:], logp[:, :-1])
             prev_cross = self._dot(p[:, :-1], logp[:, 1:])
@@ -171,8 +170,7 @@ class EagerSweep:
             last_cross = self._dot(logp, last)
             flags = torch.gt(logits, token_logit, out=self._buffer("flags", logits.shape, torch.float32))
             above = flags.sum(-1, dtype=ACCUMULATE)
-            block_max = _block_max(logits)
-        return ChunkSums(p_logp, next_slogs, last_slogs, last_cross, next_cross, prev_cross, above, block_max)
+        return ChunkSums(p_logp, next_slogs, last_slogs, last_cross, next_cross, prev_cross, above)
 
     def _dot(self, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
         """sum_v first * second (broadcast), through the "product" buffer: (G, m, C) -> (G, m)."""
