@@ -91,9 +91,8 @@ def main() -> None:
         budgets = args.budgets.split(",")
         engines = {f"native[{b}]": make_engine(unembed, None, b) for b in budgets}
         engines = {name: engine for name, engine in engines.items() if engine.backend == "native"}
-        engines |= {
-            f"eager[{c},{b}]": make_engine(unembed, int(c), b) for c in args.chunks.split(",") for b in budgets
-        }
+        chunks = args.chunks.split(",")
+        engines |= {f"eager[{c},{b}]": make_engine(unembed, int(c), b) for c in chunks for b in budgets}
         runs: dict[str, Callable[[], object]] = {
             "matmul": lambda: torch.matmul(states.reshape(-1, args.width), weight.T, out=product),
             "transcendental": transcendental_work(product.numel()),
