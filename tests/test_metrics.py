@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from torch import nn
 
 from evolens.models.readout import Unembed
 from evolens.tracing import metrics, sweep
-from evolens.tracing.engine import StepMetricsEngine
+from evolens.tracing.engine import StepMetricsEngine, _balanced
 from evolens.tracing.lens import logit_lens
 
 LN2 = math.log(2)
@@ -337,3 +338,12 @@ def test_compiled_engine_equals_eager_engine(lens: Unembed, states_and_tokens) -
     for name in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js", "topk_probs"):
         torch.testing.assert_close(getattr(compiled, name), getattr(eager, name), msg=name)
     assert torch.equal(compiled.rank, eager.rank) and torch.equal(compiled.topk_ids, eager.topk_ids)
+
+
+@pytest.mark.parametrize(("rows", "most"), [(8, 5), (7, 5), (2, 5), (11, 5), (1, 1), (9, 4), (5, 5)])
+def test_row_groups_are_balanced_and_cover_every_row(rows: int, most: int) -> None:
+    groups = _balanced(rows, most)
+    sizes = [stop - start for start, stop in groups]
+    assert groups[0][0] == 0 and groups[-1][1] == rows
+    assert all(a[1] == b[0] for a, b in pairwise(groups))  # contiguous, in order
+    assert len(groups) == -(-rows // most) and max(sizes) <= most and max(sizes) - min(sizes) <= 1

@@ -21,6 +21,7 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from itertools import pairwise
 from typing import Any
 
 import torch
@@ -233,8 +234,8 @@ class StepMetricsEngine:
             -(-self.min_group_states // states.shape[1]),
         )
         parts = [
-            self._group(states[start : start + group], tokens[start : start + group])
-            for start in range(0, states.shape[0], group)
+            self._group(states[start:stop], tokens[start:stop])
+            for start, stop in _balanced(states.shape[0], group)
         ]
         return parts[0] if len(parts) == 1 else StepMetrics.cat(parts)
 
@@ -293,6 +294,15 @@ class StepMetricsEngine:
             sums.prev_cross,  # type: ignore[arg-type]
             self.unembed.vocab_size,
         )
+
+
+def _balanced(rows: int, most: int) -> list[tuple[int, int]]:
+    """Row ranges of as few groups of at most ``most`` rows as possible, sizes within one of each other (no
+    small remainder group: the lens matmul of a few states is slow per state)."""
+    count = -(-rows // most)
+    sizes = [rows // count + (index < rows % count) for index in range(count)]
+    bounds = [sum(sizes[:index]) for index in range(count + 1)]
+    return list(pairwise(bounds))
 
 
 def _chunk_width(row_layers: int, vocab: int, chunk_entries: int) -> int:
