@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ctypes
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,15 @@ def test_evolens_native_0_chooses_the_eager_path(monkeypatch: pytest.MonkeyPatch
         assert StepMetricsEngine(GivenLogits(torch.zeros(1, 2, 100))).backend == "eager"
     finally:
         native.native_sweeps.cache_clear()
+
+
+def test_an_unwritable_cache_falls_back_to_the_temporary_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EVOLENS_CACHE", str(blocker / "cache"))
+    folder = native.cache_folder()
+    assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("evolens-native-")
+    monkeypatch.setenv("EVOLENS_CACHE", str(tmp_path / "cache"))
+    assert native.cache_folder() == tmp_path / "cache" / "native"

@@ -48,7 +48,18 @@ _int64 = ctypes.c_int64
 
 
 def cache_folder() -> Path:
-    return Path(os.environ.get("EVOLENS_CACHE") or Path.home() / ".cache" / "evolens") / "native"
+    """Where the library is built: ``$EVOLENS_CACHE/native`` (default ``~/.cache/evolens/native``), or a
+    folder of this user in the temporary directory where that cannot be created or written (e.g. a
+    read-only home on a cluster node)."""
+    folder = Path(os.environ.get("EVOLENS_CACHE") or Path.home() / ".cache" / "evolens") / "native"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"evolens-native-{user}"
 
 
 def build(capability: str, folder: Path | None = None) -> Path:
