@@ -347,3 +347,16 @@ def test_row_groups_are_balanced_and_cover_every_row(rows: int, most: int) -> No
     assert groups[0][0] == 0 and groups[-1][1] == rows
     assert all(a[1] == b[0] for a, b in pairwise(groups))  # contiguous, in order
     assert len(groups) == -(-rows // most) and max(sizes) <= most and max(sizes) - min(sizes) <= 1
+
+
+def test_release_frees_the_buffers_and_keeps_the_numbers(lens: Unembed, states_and_tokens) -> None:
+    states, tokens = states_and_tokens
+    for native in (True, False):
+        engine = StepMetricsEngine(logit_lens(lens), paper_js=True, native=native)
+        before = engine(states, tokens)
+        assert engine.scratch_bytes > 0
+        engine.release()
+        assert engine.scratch_bytes == 0
+        after = engine(states, tokens)
+        for name in ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js", "topk_probs"):
+            assert torch.equal(getattr(before, name), getattr(after, name)), name

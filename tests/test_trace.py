@@ -14,6 +14,7 @@ import evolens
 from evolens.errors import NumericalError, UsageError
 from evolens.io.store import TraceWriter, read_trace
 from evolens.models import LoadedModel
+from evolens.tracing import tracer as tracer_module
 from evolens.tracing.check import trace_matches_logits
 from evolens.tracing.recorder import HiddenSelection
 from evolens.tracing.tracer import trace
@@ -234,3 +235,25 @@ def test_an_input_the_processor_refuses_fails_alone(
     assert [f["error"] for f in result.failures] == [
         "cannot build the input: the processor refused this input"
     ]
+
+
+def test_return_freed_memory_trims_where_it_can(monkeypatch: pytest.MonkeyPatch) -> None:
+    """glibc's malloc_trim between batches where there is one; silently nothing where there is not."""
+    calls: list[int] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            calls.append(pad)
+            return 1
+
+    monkeypatch.setattr(tracer_module.ctypes, "CDLL", lambda name: Libc())
+    tracer_module.return_freed_memory()
+    assert calls == [0]
+
+    def no_library(name: object) -> None:
+        raise OSError("no C library")
+
+    monkeypatch.setattr(tracer_module.ctypes, "CDLL", no_library)
+    tracer_module.return_freed_memory()  # no error
+    monkeypatch.setattr(tracer_module.ctypes, "CDLL", lambda name: object())
+    tracer_module.return_freed_memory()  # a C library without malloc_trim: no error

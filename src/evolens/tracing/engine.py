@@ -219,6 +219,11 @@ class StepMetricsEngine:
         logits = 0 if self._logits is None else self._logits.numel() * self._logits.element_size()
         return logits + self.sweeps.eager.scratch_bytes
 
+    def release(self) -> None:
+        """Free the logits buffer and the eager sweep's buffers (made again at the next step)."""
+        self._logits = None
+        self.sweeps.eager.release()
+
     def __call__(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
         """states (G, L+1, d) any dtype, tokens (G,) the emitted ids -> fp32 metrics on the lens device."""
         return self.metrics64(states, tokens).float32()

@@ -140,6 +140,10 @@ class EagerSweep:
         """Memory held by the buffers now."""
         return sum(b.numel() * b.element_size() for b in self._buffers.values())
 
+    def release(self) -> None:
+        """Free the buffers."""
+        self._buffers.clear()
+
     def sumexp(self, logits: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
         """``chunk_sumexp``: (G, n, C) fp32, (G, n, 1) float64 -> (G, n)."""
         values = self._buffer("logp", logits.shape).copy_(logits).sub_(shift)

@@ -8,6 +8,7 @@ The data path of one batch: samples -> left-padded inputs -> ``generate`` with `
 
 from __future__ import annotations
 
+import ctypes
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -259,6 +260,8 @@ class Tracer:
                 streamer=streamer,
             )
         recorder.check_matches(emitted)
+        self.engine.release()
+        return_freed_memory()
         return recorder
 
     def _record(self, sample: Sample, recorder: BatchRecorder, row: int) -> SampleRecord:
@@ -276,6 +279,18 @@ class Tracer:
             hidden=recorder.hidden(row),
             group=sample.group,
         )
+
+
+def return_freed_memory() -> None:
+    """Give the heap memory freed during a batch back to the operating system (glibc's ``malloc_trim``;
+    elsewhere nothing). Otherwise the next batch's prefill finds that heap fragmented by the step-by-step
+    growth of the KV cache and grows it further: on the demo, 16 images in two batches of 8, the memory a
+    trace adds fell from ~255 to ~165 MiB with this and ``StepMetricsEngine.release`` between batches."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)
 
 
 def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> dict[str, Any]:
