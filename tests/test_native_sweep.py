@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evolens.tracing import native
+from evolens.tracing import native, sweep
 from evolens.tracing.engine import StepMetrics, StepMetricsEngine
 from evolens.tracing.metrics import LN2_FLOAT32
 from tests.test_metrics import GivenLogits, realistic_logits
@@ -139,3 +139,22 @@ def test_an_unwritable_cache_falls_back_to_the_temporary_directory(
     assert folder.parent == Path(tempfile.gettempdir()) and folder.name.startswith("evolens-native-")
     monkeypatch.setenv("EVOLENS_CACHE", str(tmp_path / "cache"))
     assert native.cache_folder() == tmp_path / "cache" / "native"
+
+
+@needs_native
+@pytest.mark.parametrize(("full", "paper"), [(True, True), (False, True), (True, False), (False, False)])
+def test_native_sums_equal_the_compilable_functions(full: bool, paper: bool) -> None:
+    """Every field of ``ChunkSums`` and every combination of the flags, against ``sweep.chunk_sums``."""
+    logits = realistic_logits(3, 6, 1_000, seed=8)
+    lse = torch.logsumexp(logits.double(), -1, keepdim=True)
+    token_logit = logits[..., 7:8]
+    fused = native.native_sweeps()
+    assert fused is not None
+    torch.testing.assert_close(fused.sumexp(logits, lse), sweep.chunk_sumexp(logits, lse), rtol=1e-13, atol=0)
+    ours = fused.sums(logits, lse, token_logit, full, paper)
+    plain = sweep.chunk_sums(logits, lse, token_logit, full, paper)
+    for name, value in ours._asdict().items():
+        expected = getattr(plain, name)
+        assert (value is None) == (expected is None), name
+        if value is not None:
+            torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12, msg=name)
