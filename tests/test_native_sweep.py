@@ -14,7 +14,7 @@ import torch
 from evolens.tracing import native, sweep
 from evolens.tracing.engine import StepMetrics, StepMetricsEngine
 from evolens.tracing.metrics import LN2_FLOAT32
-from tests.test_metrics import GivenLogits, realistic_logits
+from tests.test_metrics import GivenLogits, assert_same_sums, realistic_logits
 
 needs_native = pytest.mark.skipif(
     native.native_sweeps() is None, reason="the native sweeps do not build here (no C compiler, AVX2 or MKL)"
@@ -94,12 +94,11 @@ def test_the_avx2_variant_builds_and_agrees(tmp_path: Path) -> None:
     )
     lse = shift + torch.log(in_use.sumexp(logits, shift)).unsqueeze(-1)
     token_logit = logits[..., 11:12]
-    ours, theirs = (
+    assert_same_sums(
         library.sums(logits, lse, token_logit, True, True),
         in_use.sums(logits, lse, token_logit, True, True),
+        atol=1e-13,
     )
-    for name, value in ours._asdict().items():
-        torch.testing.assert_close(value, getattr(theirs, name), rtol=1e-12, atol=1e-13, msg=name)
 
 
 def test_without_a_compiler_the_engine_runs_eagerly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -151,10 +150,7 @@ def test_native_sums_equal_the_compilable_functions(full: bool, paper: bool) -> 
     fused = native.native_sweeps()
     assert fused is not None
     torch.testing.assert_close(fused.sumexp(logits, lse), sweep.chunk_sumexp(logits, lse), rtol=1e-13, atol=0)
-    ours = fused.sums(logits, lse, token_logit, full, paper)
-    plain = sweep.chunk_sums(logits, lse, token_logit, full, paper)
-    for name, value in ours._asdict().items():
-        expected = getattr(plain, name)
-        assert (value is None) == (expected is None), name
-        if value is not None:
-            torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12, msg=name)
+    assert_same_sums(
+        fused.sums(logits, lse, token_logit, full, paper),
+        sweep.chunk_sums(logits, lse, token_logit, full, paper),
+    )

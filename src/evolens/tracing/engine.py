@@ -269,8 +269,7 @@ class StepMetricsEngine:
 
     def _sweep(self, logits: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool) -> _Sweep:
         """Both sweeps over the vocabulary of one lens's logits (G, L+1, V): natively, or in chunks."""
-        if self.native is not None and logits.device.type == "cpu":
-            logits = logits.contiguous()
+        if self.native is not None:  # set on the CPU only, where the logits buffer is contiguous
             block_max = block_maxima(logits)
             shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)  # each row-layer's largest logit
             lse = shift + torch.log(self.native.sumexp(logits, shift)).unsqueeze(-1)
