@@ -12,6 +12,10 @@ demo's shape, 8 x 31 x 576 x 49,152, random weights and states), against, in the
                 (evolens.tracing.native) and a memory budget of b MiB (b = "default": the device's default
                 with its group minimum); absent where they do not build
   eager[c, b]   the same with the eager PyTorch sweeps, 2^c entries per sweep chunk
+  matmul[r]     the lens matmul of r rows at a time (all G rows in G / r matmuls): per state it costs more
+                when few states share the read of the whole unembedding (the engine's group minimum)
+
+It also times one build of the native library from scratch (into a temporary folder).
 
 All are timed interleaved, medians of --repeats. Each engine setting also reports its scratch memory
 (logits buffer + sweep buffers). The last line printed is one JSON object with the settings, the machine
@@ -27,14 +31,18 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from evolens.models.readout import Unembed
 from evolens.tracing import engine as engine_module
+from evolens.tracing import native
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens import LogitLens
 
@@ -66,6 +74,32 @@ def transcendental_work(entries: int, piece: int = engine_module.CHUNK_ENTRIES["
     return run
 
 
+def rows_at_a_time(flat: torch.Tensor, weight: torch.Tensor, states: int) -> Callable[[], None]:
+    """The lens matmul of all ``flat`` states (S, d), ``states`` at a time."""
+    out = torch.empty(states, weight.shape[0])
+
+    def run() -> None:
+        for start in range(0, flat.shape[0], states):
+            part = flat[start : start + states]
+            torch.matmul(part, weight.T, out=out[: part.shape[0]])
+
+    return run
+
+
+def build_seconds() -> float | None:
+    """Seconds to build the native library from scratch; None where it does not build."""
+    capability = native.cpu_capability()
+    if capability not in native.FLAGS:
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        began = time.perf_counter()
+        try:
+            native.build(capability, Path(folder))
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        return time.perf_counter() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=8)
@@ -93,8 +127,11 @@ def main() -> None:
         engines = {name: engine for name, engine in engines.items() if engine.backend == "native"}
         chunks = args.chunks.split(",")
         engines |= {f"eager[{c},{b}]": make_engine(unembed, int(c), b) for c in chunks for b in budgets}
+        flat = states.reshape(-1, args.width)
+        group_sizes = sorted({1, 2, 4, args.rows} & set(range(1, args.rows + 1)))
         runs: dict[str, Callable[[], object]] = {
-            "matmul": lambda: torch.matmul(states.reshape(-1, args.width), weight.T, out=product),
+            "matmul": lambda: torch.matmul(flat, weight.T, out=product),
+            **{f"matmul[{rows}]": rows_at_a_time(flat, weight, args.layers * rows) for rows in group_sizes},
             "transcendental": transcendental_work(product.numel()),
             **{name: (lambda e=engine: e(states, tokens)) for name, engine in engines.items()},
         }
@@ -108,6 +145,7 @@ def main() -> None:
                 seconds[name].append(time.perf_counter() - began)
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
+    build = build_seconds()
     ratios = {name: median[name] / median["matmul"] for name in runs if name != "matmul"}
     scratch = {name: engine.scratch_bytes / 2**20 for name, engine in engines.items()}
     load_after = os.getloadavg()
@@ -122,6 +160,7 @@ def main() -> None:
             f"{name:>20} {value * 1e3:8.1f} {ratios.get(name, 1.0):9.2f} "
             f"{scratch.get(name, float('nan')):12.1f}"
         )
+    print(f"native library built from scratch in {build:.2f} s" if build else "native library: no build")
     payload = {
         "benchmark": "sweep_settings",
         "settings": vars(args),
@@ -135,6 +174,7 @@ def main() -> None:
         "seconds": median,
         "ratio_to_matmul": ratios,
         "scratch_mib": scratch,
+        "native_build_seconds": build,
     }
     print(json.dumps(payload))
 

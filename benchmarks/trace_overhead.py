@@ -9,6 +9,8 @@ On the demo VLM (or --model), N images, greedy decoding, all in one run and as m
           rows past their end of sequence are skipped, as ours does)
   ours    evolens.trace(): normed lens, every metric (prob, rank, entropy, JSD next/last, KL, top-k),
           written to a trace directory
+  ours-kept-buffers  "ours" without what a trace does between batches to give memory back (the engine
+          keeps its buffers, no malloc_trim): what that saves, in the peak memory column
   ours+paper_js  the same plus the paper's JS on the raw lens (a second unembedding of every layer)
   paper   the released heatmap script's approach: one image at a time, generate(output_hidden_states=True,
           return_dict_in_generate=True), then per step lm_head on every kept state (at the prefill every
@@ -53,6 +55,7 @@ from PIL import Image
 from evolens.data.images import load_image
 from evolens.models import LoadedModel, load_model
 from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.tracing import tracer as tracer_module
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens_spec import make_lens
 from evolens.tracing.tracer import trace
@@ -62,7 +65,7 @@ PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
     "colorwheel", "camera", "coins", "moon", "page", "text", "horse", "clock", "grass",
 )  # fmt: skip
-METHODS = ("plain", "floor", "ours", "ours+paper_js", "paper", "paper-batched")
+METHODS = ("plain", "floor", "ours", "ours-kept-buffers", "ours+paper_js", "paper", "paper-batched")
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -124,6 +127,17 @@ def run_ours(
         assert result.ok and len(result.traced) == len(paths), result.failures
 
 
+def run_ours_keeping_buffers(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+    release, give_back = StepMetricsEngine.release, tracer_module.return_freed_memory
+    StepMetricsEngine.release = lambda self: None  # type: ignore[method-assign]
+    tracer_module.return_freed_memory = lambda: None
+    try:
+        run_ours(loaded, paths, args)
+    finally:
+        StepMetricsEngine.release = release  # type: ignore[method-assign]
+        tracer_module.return_freed_memory = give_back
+
+
 def run_paper(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
     """The released heatmap script's approach: one image at a time, generate keeping every hidden state,
     then per step: lm_head on every position of every layer (at the prefill all prompt positions, of
@@ -173,6 +187,7 @@ RUNNERS: dict[str, Callable[[LoadedModel, list[Path], argparse.Namespace], None]
     "plain": run_plain,
     "floor": run_floor,
     "ours": run_ours,
+    "ours-kept-buffers": run_ours_keeping_buffers,
     "ours+paper_js": lambda loaded, paths, args: run_ours(loaded, paths, args, paper_js=True),
     "paper": run_paper,
     "paper-batched": run_paper_batched,

@@ -68,9 +68,10 @@ def test_sweep_settings_times_every_setting_against_the_matmul(
     sweep_settings.main()
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["benchmark"] == "sweep_settings"
-    expected = {"transcendental", "eager[10,default]", "eager[12,default]"}
+    expected = {"transcendental", "eager[10,default]", "eager[12,default]", "matmul[1]", "matmul[2]"}
     if native_sweeps() is not None:
         expected.add("native[default]")
+        assert report["native_build_seconds"] > 0
     assert set(report["ratio_to_matmul"]) == expected
     for name, ratio in report["ratio_to_matmul"].items():
         assert ratio == pytest.approx(report["seconds"][name] / report["seconds"]["matmul"])

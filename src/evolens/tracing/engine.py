@@ -58,7 +58,8 @@ DEVICE_MAX_BYTES = 512 * 2**20
 MIN_GROUP_STATES = 128
 """With the default budget, a row group holds at least this many states (rows x lens layers): the lens
 matmul reads the whole (V, d) unembedding once per group, and with fewer states that read dominates
-(on the demo, 2 threads: 1.9x the time per state with 31 states as with 124)."""
+(``benchmarks/sweep_settings.py``, demo shape, 2 threads: 31 states per matmul take 1.75x the time per
+state of 124)."""
 
 COMPILE_ENV = "EVOLENS_COMPILE"
 """Set to 1 or 0 to compile the sweeps or not, whatever the device (default: compile on CUDA only)."""

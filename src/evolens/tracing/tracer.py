@@ -285,7 +285,8 @@ def return_freed_memory() -> None:
     """Give the heap memory freed during a batch back to the operating system (glibc's ``malloc_trim``;
     elsewhere nothing). Otherwise the next batch's prefill finds that heap fragmented by the step-by-step
     growth of the KV cache and grows it further: on the demo, 16 images in two batches of 8, the memory a
-    trace adds fell from ~255 to ~165 MiB with this and ``StepMetricsEngine.release`` between batches."""
+    trace adds fell from 247 to 173 MiB with this and ``StepMetricsEngine.release`` between batches
+    (``benchmarks/trace_overhead.py``, methods ours-kept-buffers and ours)."""
     try:
         trim = ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
