@@ -214,7 +214,6 @@ def measure_model(name: str, args: argparse.Namespace) -> dict[str, Any]:
             "floor_over_plain": median["floor"] / median["plain"],
             "peak_mib_added": peaks,
             "warm_up_seconds": warm_up,
-            "sweeps_compiled": engine.sweeps.compiled,
             "sweeps": engine.backend,
         }
         print(

@@ -1,4 +1,4 @@
-"""What one traced step costs beyond the lens matmul, by sweep chunk size and memory budget.
+"""What one traced step costs beyond the lens matmul, by sweep backend, chunk size and memory budget.
 
 One step of ``StepMetricsEngine`` on G rows x n lens layers of width d over a vocabulary of V (default: the
 demo's shape, 8 x 31 x 576 x 49,152, random weights and states), against, in the same run:
@@ -6,16 +6,18 @@ demo's shape, 8 x 31 x 576 x 49,152, random weights and states), against, in the
   matmul        the bare fp32 lens matmul of all G x n states with the (V, d) unembedding (the part of
                 a step that the benchmark's "floor" pays too; the baseline of every ratio)
   transcendental  the four float64 functions the exact sums need per logit (two exp, two log) on the same
-                number of entries, in cache-sized pieces, and nothing else: what the float64 definitions
-                cost before any memory pass or bookkeeping
-  native[b]     a whole engine step (lens, sweeps, top-k, metrics) with the fused C sweeps
-                (evolens.tracing.native) and a memory budget of b MiB (b = "default": the device's default
-                with its group minimum); absent where they do not build
+                number of entries with PyTorch's own exp and log, in cache-sized pieces, and nothing else
+  numba[b]      a whole engine step (lens, sweeps, top-k, metrics) with the numba sweeps
+                (evolens.tracing.sweep_numba) and a memory budget of b MiB (b = "default": the device's
+                default with its group minimum); absent where numba does not load
+  legacy-c[b]   the same with the C kernel evolens used before (benchmarks/legacy_c_sweeps.py); absent
+                where it does not build
   eager[c, b]   the same with the eager PyTorch sweeps, 2^c entries per sweep chunk
   matmul[r]     the lens matmul of r rows at a time (all G rows in G / r matmuls): per state it costs more
                 when few states share the read of the whole unembedding (the engine's group minimum)
 
-It also times one build of the native library from scratch (into a temporary folder).
+It also times, in fresh processes with an empty cache folder, the numba kernels' first compilation and
+their load from the cache in a second process (import of numba included).
 
 All are timed interleaved, medians of --repeats. Each engine setting also reports its scratch memory
 (logits buffer + sweep buffers). The last line printed is one JSON object with the settings, the machine
@@ -32,29 +34,37 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from evolens.models.readout import Unembed
 from evolens.tracing import engine as engine_module
-from evolens.tracing import native
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens import LogitLens
+from evolens.tracing.sweep import ChunkedSweeps, SweepBackend
+
+try:
+    from benchmarks.legacy_c_sweeps import legacy_c_sweeps
+except ImportError:  # run as a script: benchmarks/ itself is on the path
+    from legacy_c_sweeps import legacy_c_sweeps  # type: ignore[no-redef]
 
 
-def make_engine(unembed: Unembed, chunk_power: int | None, budget: str) -> StepMetricsEngine:
-    """The native engine (chunk_power None) or the eager one with 2^chunk_power entries per chunk, with a
-    budget in MiB ("default": the device's)."""
+def make_engine(
+    unembed: Unembed, budget: str, backend: SweepBackend | None = None, chunk_power: int | None = None
+) -> StepMetricsEngine:
+    """An engine with a budget in MiB ("default": the device's) and evolens' own sweep backend, or
+    ``backend``, or the eager sweeps with 2^chunk_power entries per chunk."""
     max_bytes = None if budget == "default" else int(budget) * 2**20
-    native = chunk_power is None
-    engine = StepMetricsEngine(LogitLens(unembed), compile=False, max_bytes=max_bytes, native=native)
+    engine = StepMetricsEngine(LogitLens(unembed), compile=False, max_bytes=max_bytes)
+    if backend is not None:
+        engine.sweeps = backend
     if chunk_power is not None:
-        engine.chunk_entries = 2**chunk_power
+        engine.sweeps = ChunkedSweeps(unembed.device, compiled=False, chunk_entries=2**chunk_power)
     return engine
 
 
@@ -86,18 +96,25 @@ def rows_at_a_time(flat: torch.Tensor, weight: torch.Tensor, states: int) -> Cal
     return run
 
 
-def build_seconds() -> float | None:
-    """Seconds to build the native library from scratch; None where it does not build."""
-    capability = native.cpu_capability()
-    if capability not in native.FLAGS:
-        return None
+def numba_seconds() -> tuple[float, float] | None:
+    """Seconds for a fresh process to compile the numba kernels into an empty cache folder, then for a
+    second one to load them from it (each from ``import numba`` to a checked backend); None on failure."""
+    code = (
+        "import time, torch; began = time.perf_counter(); "
+        "from evolens.tracing.sweep_numba import numba_sweeps; "
+        "assert numba_sweeps() is not None; print(time.perf_counter() - began)"
+    )
+    times = []
     with tempfile.TemporaryDirectory() as folder:
-        began = time.perf_counter()
-        try:
-            native.build(capability, Path(folder))
-        except (OSError, subprocess.CalledProcessError):
-            return None
-        return time.perf_counter() - began
+        environment = {**os.environ, "EVOLENS_CACHE": folder}
+        for _ in range(2):
+            result = subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, env=environment
+            )
+            if result.returncode != 0:
+                return None
+            times.append(float(result.stdout.split()[-1]))
+    return times[0], times[1]
 
 
 def main() -> None:
@@ -123,10 +140,15 @@ def main() -> None:
 
     with torch.inference_mode():
         budgets = args.budgets.split(",")
-        engines = {f"native[{b}]": make_engine(unembed, None, b) for b in budgets}
-        engines = {name: engine for name, engine in engines.items() if engine.backend == "native"}
+        engines = {f"numba[{b}]": make_engine(unembed, b) for b in budgets}
+        engines = {name: engine for name, engine in engines.items() if engine.backend == "numba"}
+        legacy = legacy_c_sweeps()
+        if legacy is not None:
+            engines |= {f"legacy-c[{b}]": make_engine(unembed, b, legacy) for b in budgets}
         chunks = args.chunks.split(",")
-        engines |= {f"eager[{c},{b}]": make_engine(unembed, int(c), b) for c in chunks for b in budgets}
+        engines |= {
+            f"eager[{c},{b}]": make_engine(unembed, b, chunk_power=int(c)) for c in chunks for b in budgets
+        }
         flat = states.reshape(-1, args.width)
         group_sizes = sorted({1, 2, 4, args.rows} & set(range(1, args.rows + 1)))
         runs: dict[str, Callable[[], object]] = {
@@ -145,7 +167,7 @@ def main() -> None:
                 seconds[name].append(time.perf_counter() - began)
 
     median = {name: statistics.median(values) for name, values in seconds.items()}
-    build = build_seconds()
+    compile_load = numba_seconds()
     ratios = {name: median[name] / median["matmul"] for name in runs if name != "matmul"}
     scratch = {name: engine.scratch_bytes / 2**20 for name, engine in engines.items()}
     load_after = os.getloadavg()
@@ -160,7 +182,9 @@ def main() -> None:
             f"{name:>20} {value * 1e3:8.1f} {ratios.get(name, 1.0):9.2f} "
             f"{scratch.get(name, float('nan')):12.1f}"
         )
-    print(f"native library built from scratch in {build:.2f} s" if build else "native library: no build")
+    if compile_load:
+        compiled, cached = compile_load
+        print(f"numba kernels: compiled in {compiled:.2f} s, loaded from the cache in {cached:.2f} s")
     payload = {
         "benchmark": "sweep_settings",
         "settings": vars(args),
@@ -170,11 +194,13 @@ def main() -> None:
             "load_average_before": load_before,
             "load_average_after": load_after,
             "torch": torch.__version__,
+            "legacy_c": legacy is not None,
         },
         "seconds": median,
         "ratio_to_matmul": ratios,
         "scratch_mib": scratch,
-        "native_build_seconds": build,
+        "numba_compile_seconds": compile_load and compile_load[0],
+        "numba_cached_load_seconds": compile_load and compile_load[1],
     }
     print(json.dumps(payload))
 

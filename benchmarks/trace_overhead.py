@@ -8,7 +8,10 @@ On the demo VLM (or --model), N images, greedy decoding, all in one run and as m
           unembedding (the least any exact full-vocabulary lens can cost; its result is thrown away;
           rows past their end of sequence are skipped, as ours does)
   ours    evolens.trace(): normed lens, every metric (prob, rank, entropy, JSD next/last, KL, top-k),
-          written to a trace directory
+          written to a trace directory, with the sweep backend evolens chooses (numba on the CPU)
+  ours-eager  the same with the eager PyTorch sweeps (the reference and fallback backend)
+  ours-legacy-c  the same with the C kernel evolens used before numba (benchmarks/legacy_c_sweeps.py:
+          built with cc, MKL's exp/log from libtorch_cpu; for comparison only)
   ours-kept-buffers  "ours" without what a trace does between batches to give memory back (the engine
           keeps its buffers, no malloc_trim): what that saves, in the peak memory column
   ours+paper_js  the same plus the paper's JS on the raw lens (a second unembedding of every layer)
@@ -22,11 +25,13 @@ Ratios of medians of wall time: (a) ours / plain, (b) ours / floor (goal <= 1.15
 are what an idle machine would show even when other processes load it. (d) peak memory: each method once
 in a fresh subprocess, peak RSS (VmHWM after resetting it) minus the RSS before the method, i.e. after
 loading the model, median of --memory-repeats such processes (goal: ours <= 2 x plain); on CUDA
-torch.cuda.max_memory_allocated instead.
+torch.cuda.max_memory_allocated instead. Loading a sweep backend once per process (numba and its
+compiled kernels) is measured apart, before that baseline ("backend MiB", 0 for the other methods), and
+the ratio is printed both without and with it.
 
 The last line printed is one JSON object: settings, machine (CPUs, threads, load average before and
 after, how the sweeps ran), seconds, CPU seconds, ratios, peak memory and the goals. On the CPU "ours"
-runs the fused C sweeps where they build (evolens.tracing.native); EVOLENS_NATIVE=0 measures the eager
+runs the numba sweeps where they load (evolens.tracing.sweep_numba); EVOLENS_NATIVE=0 measures the eager
 PyTorch sweeps instead, EVOLENS_COMPILE=1 the torch.compile ones (see evolens.tracing.engine).
 
     .venv/bin/python benchmarks/trace_overhead.py [--images 16] [--batch-size 8] [--max-new-tokens 32]
@@ -52,12 +57,18 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+try:
+    from benchmarks.legacy_c_sweeps import legacy_c_sweeps
+except ImportError:  # run as a script: benchmarks/ itself is on the path
+    from legacy_c_sweeps import legacy_c_sweeps  # type: ignore[no-redef]
 from evolens.data.images import load_image
 from evolens.models import LoadedModel, load_model
 from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.tracing import engine as engine_module
 from evolens.tracing import tracer as tracer_module
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.lens_spec import make_lens
+from evolens.tracing.sweep import ChunkedSweeps, SweepBackend
 from evolens.tracing.tracer import trace
 
 PROMPT = "Describe this image."
@@ -65,7 +76,10 @@ PHOTOS = (
     "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
     "colorwheel", "camera", "coins", "moon", "page", "text", "horse", "clock", "grass",
 )  # fmt: skip
-METHODS = ("plain", "floor", "ours", "ours-kept-buffers", "ours+paper_js", "paper", "paper-batched")
+METHODS = (
+    "plain", "floor", "ours", "ours-eager", "ours-legacy-c", "ours-kept-buffers", "ours+paper_js", "paper",
+    "paper-batched",
+)  # fmt: skip
 
 
 def write_images(folder: Path, count: int) -> list[Path]:
@@ -138,6 +152,41 @@ def run_ours_keeping_buffers(loaded: LoadedModel, paths: list[Path], args: argpa
         tracer_module.return_freed_memory = give_back
 
 
+BACKENDS: dict[str, SweepBackend] = {}
+"""The sweep backend of each method, made once per process (as evolens makes its own once)."""
+
+
+def backend_of(method: str, device: torch.device) -> SweepBackend:
+    """The sweep backend ``method`` runs with: the one evolens chooses, or the one the method forces."""
+    if method not in BACKENDS:
+        chunk_entries = engine_module.CHUNK_ENTRIES["cpu"]
+        if method == "ours-eager":
+            BACKENDS[method] = ChunkedSweeps(device, compiled=False, chunk_entries=chunk_entries)
+        elif method == "ours-legacy-c":
+            legacy = legacy_c_sweeps()
+            if legacy is None:
+                raise SystemExit("ours-legacy-c: the old C kernel does not build here (no cc or AVX2)")
+            BACKENDS[method] = legacy
+        else:
+            BACKENDS[method] = engine_module.choose_sweeps(device, None, None, chunk_entries)
+    return BACKENDS[method]
+
+
+def run_with_backend(method: str) -> Callable[[LoadedModel, list[Path], argparse.Namespace], None]:
+    """``run_ours`` with the sweep backend of ``method``."""
+
+    def run(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
+        backend = backend_of(method, loaded.device)
+        choose = engine_module.choose_sweeps
+        engine_module.choose_sweeps = lambda *_: backend  # type: ignore[assignment]
+        try:
+            run_ours(loaded, paths, args)
+        finally:
+            engine_module.choose_sweeps = choose
+
+    return run
+
+
 def run_paper(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace) -> None:
     """The released heatmap script's approach: one image at a time, generate keeping every hidden state,
     then per step: lm_head on every position of every layer (at the prefill all prompt positions, of
@@ -187,6 +236,8 @@ RUNNERS: dict[str, Callable[[LoadedModel, list[Path], argparse.Namespace], None]
     "plain": run_plain,
     "floor": run_floor,
     "ours": run_ours,
+    "ours-eager": run_with_backend("ours-eager"),
+    "ours-legacy-c": run_with_backend("ours-legacy-c"),
     "ours-kept-buffers": run_ours_keeping_buffers,
     "ours+paper_js": lambda loaded, paths, args: run_ours(loaded, paths, args, paper_js=True),
     "paper": run_paper,
@@ -201,23 +252,30 @@ def rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def measure_memory(loaded: LoadedModel, paths: list[Path], args: argparse.Namespace, method: str) -> float:
-    """Peak memory (MiB) the method adds to a process that has just loaded the model."""
+def measure_memory(
+    loaded: LoadedModel, paths: list[Path], args: argparse.Namespace, method: str
+) -> tuple[float, float]:
+    """Peak memory (MiB) the method adds to a process that has just loaded the model and its sweep
+    backend, and what loading that backend added first."""
     if loaded.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
         before = torch.cuda.memory_allocated()
         RUNNERS[method](loaded, paths, args)
-        return (torch.cuda.max_memory_allocated() - before) / 2**20
+        return (torch.cuda.max_memory_allocated() - before) / 2**20, 0.0
+    bare = rss_kib("VmRSS")
+    if method.startswith("ours"):
+        backend_of(method, loaded.device)
     before = rss_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
     RUNNERS[method](loaded, paths, args)
-    return (rss_kib("VmHWM") - before) / 1024
+    return (rss_kib("VmHWM") - before) / 1024, (before - bare) / 1024
 
 
-def memory_in_subprocess(method: str, argv: list[str]) -> float:
+def memory_in_subprocess(method: str, argv: list[str]) -> tuple[float, float]:
     command = [sys.executable, __file__, *argv, "--memory-of", method]
     result = subprocess.run(command, capture_output=True, text=True, check=True)
-    return float(result.stdout.strip().splitlines()[-1])
+    added, backend = result.stdout.strip().splitlines()[-1].split()
+    return float(added), float(backend)
 
 
 def main() -> None:
@@ -241,7 +299,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         paths = write_images(Path(folder), args.images)
         if args.memory_of:
-            print(measure_memory(loaded, paths, args, args.memory_of))
+            print(*measure_memory(loaded, paths, args, args.memory_of))
             return
         methods = args.methods.split(",")
         run_plain(loaded, paths[: args.batch_size], argparse.Namespace(**{**vars(args), "max_new_tokens": 2}))
@@ -260,14 +318,15 @@ def main() -> None:
     argv = [f"--model={args.model}", f"--images={args.images}", f"--batch-size={args.batch_size}"]
     argv += [f"--max-new-tokens={args.max_new_tokens}", f"--device={args.device}"]
     argv += [f"--threads={args.threads}"] if args.threads else []
-    runs: dict[str, list[float]] = {m: [] for m in methods}
+    runs: dict[str, list[tuple[float, float]]] = {m: [] for m in methods}
     for _ in range(args.memory_repeats):  # one fresh process per run: peak RSS varies from run to run
         for method in methods:
             runs[method].append(memory_in_subprocess(method, argv))
-    memory = {m: statistics.median(values) for m, values in runs.items()}
+    memory = {m: statistics.median(added for added, _ in values) for m, values in runs.items()}
+    backend = {m: statistics.median(load for _, load in values) for m, values in runs.items()}
     wall = {m: statistics.median(s) for m, s in seconds.items()}
     cpu = {m: statistics.median(s) for m, s in cpu_seconds.items()}
-    report(args, loaded, wall, cpu, memory, load_before)
+    report(args, loaded, wall, cpu, memory, backend, load_before)
 
 
 def ratios_of(median: dict[str, float]) -> dict[str, float]:
@@ -275,6 +334,8 @@ def ratios_of(median: dict[str, float]) -> dict[str, float]:
     pairs = {
         "a_ours_over_plain": ("ours", "plain"),
         "b_ours_over_floor": ("ours", "floor"),
+        "b_ours_eager_over_floor": ("ours-eager", "floor"),
+        "b_ours_legacy_c_over_floor": ("ours-legacy-c", "floor"),
         "b_ours_paper_js_over_floor": ("ours+paper_js", "floor"),
         "c_paper_over_ours": ("paper", "ours"),
         "c_paper_over_ours_paper_js": ("paper", "ours+paper_js"),
@@ -289,6 +350,7 @@ def report(
     median: dict[str, float],
     cpu: dict[str, float],
     memory: dict[str, float],
+    backend: dict[str, float],
     load_before: tuple[float, float, float],
 ) -> None:
     load_after = os.getloadavg()
@@ -299,16 +361,26 @@ def report(
         f"device {args.device}, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after; "
         f"medians of {args.repeats}"
     )
-    print(f"{'method':>14} {'seconds':>9} {'CPU s':>9} {'peak MiB':>9}")
+    print(f"{'method':>14} {'seconds':>9} {'CPU s':>9} {'peak MiB':>9} {'backend MiB':>12}")
     for method, value in median.items():
-        print(f"{method:>14} {value:>9.2f} {cpu[method]:>9.2f} {memory.get(method, float('nan')):>9.0f}")
+        print(
+            f"{method:>14} {value:>9.2f} {cpu[method]:>9.2f} {memory.get(method, float('nan')):>9.0f}"
+            f" {backend.get(method, float('nan')):>12.0f}"
+        )
     ratios, cpu_ratios = ratios_of(median), ratios_of(cpu)
     print(f"{'ratio':>36} {'wall':>6} {'CPU':>6}")
     for name, value in ratios.items():
         print(f"{name:>36} {value:6.2f} {cpu_ratios[name]:6.2f}")
-    memory_ratio = memory["ours"] / memory["plain"] if {"ours", "plain"} <= memory.keys() else None
-    if memory_ratio is not None:
-        print(f"{'peak memory added, ours / plain':>36} {memory_ratio:6.2f}")
+    memory_ratios = {
+        f"{method}_over_plain{suffix}": (memory[method] + (backend[method] if suffix else 0))
+        / memory["plain"]
+        for method in memory
+        if method.startswith("ours") and "plain" in memory
+        for suffix in ("", "_with_backend")
+    }
+    for name, value in memory_ratios.items():
+        print(f"{'peak memory added, ' + name:>48} {value:6.2f}")
+    memory_ratio = memory_ratios.get("ours_over_plain")
     payload = {
         "benchmark": "trace_overhead",
         "settings": {k: v for k, v in vars(args).items() if k not in ("json", "memory_of")},
@@ -327,6 +399,8 @@ def report(
         "ratios": ratios,
         "cpu_ratios": cpu_ratios,
         "peak_mib": memory,
+        "backend_load_mib": backend,
+        "peak_memory_ratios": memory_ratios,
         "peak_memory_ours_over_plain": memory_ratio,
         "goals": {"b_ours_over_floor": "<= 1.15", "c_paper_over_ours": ">= 10", "peak_memory": "<= 2"},
     }

@@ -12,7 +12,7 @@ import torch
 from benchmarks import bench_layer_skip, demo_load, gpu_overhead, sweep_settings, trace_overhead
 
 from evolens.models.demo.lora import merge_lora
-from evolens.tracing.native import native_sweeps
+from evolens.tracing.sweep_numba import numba_sweeps
 
 
 def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
@@ -29,8 +29,7 @@ def test_gpu_benchmark_runs_on_tiny_configs(monkeypatch: pytest.MonkeyPatch, cap
         assert set(row["seconds"]) == {"plain", "floor", "traced"}
         assert all(seconds > 0 for seconds in row["seconds"].values())
         assert row["traced_over_floor"] == pytest.approx(row["seconds"]["traced"] / row["seconds"]["floor"])
-        assert row["sweeps_compiled"] is False  # the CPU compiles nothing unless EVOLENS_COMPILE=1
-        assert row["sweeps"] in ("native", "eager")
+        assert row["sweeps"] in ("numba", "eager")  # the CPU compiles nothing unless EVOLENS_COMPILE=1
 
 
 def test_layer_skip_ceilings_known_answers() -> None:
@@ -44,6 +43,8 @@ def test_layer_skip_ceilings_known_answers() -> None:
 def test_trace_overhead_ratios_use_the_methods_that_ran() -> None:
     ratios = trace_overhead.ratios_of({"plain": 2.0, "floor": 4.0, "ours": 5.0, "paper": 50.0})
     assert ratios == {"a_ours_over_plain": 2.5, "b_ours_over_floor": 1.25, "c_paper_over_ours": 10.0}
+    both = trace_overhead.ratios_of({"floor": 4.0, "ours": 5.0, "ours-eager": 6.0})
+    assert both == {"b_ours_over_floor": 1.25, "b_ours_eager_over_floor": 1.5}
 
 
 def test_demo_load_baseline_merges_the_same_weights_as_merge_lora() -> None:
@@ -69,9 +70,11 @@ def test_sweep_settings_times_every_setting_against_the_matmul(
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["benchmark"] == "sweep_settings"
     expected = {"transcendental", "eager[10,default]", "eager[12,default]", "matmul[1]", "matmul[2]"}
-    if native_sweeps() is not None:
-        expected.add("native[default]")
-        assert report["native_build_seconds"] > 0
+    if numba_sweeps() is not None:
+        expected.add("numba[default]")
+        assert report["numba_cached_load_seconds"] > 0 and report["numba_compile_seconds"] > 0
+    if report["machine"].get("legacy_c"):
+        expected.add("legacy-c[default]")
     assert set(report["ratio_to_matmul"]) == expected
     for name, ratio in report["ratio_to_matmul"].items():
         assert ratio == pytest.approx(report["seconds"][name] / report["seconds"]["matmul"])

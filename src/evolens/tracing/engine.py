@@ -6,12 +6,14 @@ reused from step to step; ``evolens.tracing.sweep`` then reads them in two sweep
 finished here (``metrics.*_from_sums``). No (G, L+1, V) log-probabilities or probabilities are ever
 stored, and no Python loop runs over layers.
 
-On the CPU the two sweeps run by default as fused C loops (``evolens.tracing.native``, built on first use;
-1.5x the lens matmul per step on the demo where the eager sweeps take 2.5x). Otherwise they run eagerly or,
-where ``torch.compile`` works (by default on CUDA, where each chunk becomes one fused kernel; opt in on the
-CPU with ``EVOLENS_COMPILE=1``), compiled; a compile or build failure falls back to the eager path with a
-warning. Nothing in the engine waits for the device (no host sync); the caller decides
-when to copy the metrics to the host.
+The sweeps run in one of three backends (``sweep.SweepBackend``), chosen once when the engine is made
+(``choose_sweeps``): on the CPU the numba kernels (``evolens.tracing.sweep_numba``; 1.2x the lens matmul
+per step on the demo where the eager sweeps take 2.4x, ``benchmarks/sweep_settings.py``), on CUDA the
+sweeps compiled by ``torch.compile`` (one fused kernel per chunk), and the eager PyTorch sweeps, which
+are the reference and the fallback wherever the others are missing or fail (with a warning).
+``EVOLENS_NATIVE=0`` keeps the CPU on the eager sweeps; ``EVOLENS_COMPILE=1`` compiles them on any device.
+Nothing in the engine waits for the device (no host sync); the caller decides when to copy the metrics
+to the host.
 
 Rows are processed in groups, and vocabularies in chunks, so that the logits buffer and the sweep's
 temporaries together stay under ``max_bytes`` whatever the vocabulary.
@@ -20,8 +22,6 @@ temporaries together stay under ``max_bytes`` whatever the vocabulary.
 from __future__ import annotations
 
 import os
-import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, fields
 from itertools import pairwise
 from typing import Any
@@ -30,16 +30,12 @@ import torch
 
 from evolens.tracing.lens import Lens, LogitLens
 from evolens.tracing.metrics import LN2_FLOAT32, jsd_from_sums, kl_from_sums, paper_js_from_sums
-from evolens.tracing.native import NativeSweeps, native_sweeps
 from evolens.tracing.sweep import (
-    ACCUMULATE,
     BLOCK,
     SWEEP_BYTES_PER_ENTRY,
+    ChunkedSweeps,
     ChunkSums,
-    EagerSweep,
-    block_maxima,
-    chunk_sumexp,
-    chunk_sums,
+    SweepBackend,
 )
 
 CHUNK_ENTRIES = {"cpu": 2**17}
@@ -50,7 +46,7 @@ DEVICE_CHUNK_ENTRIES = 2**24
 """Entries per chunk on accelerators: big enough for few kernel launches, small enough that the eager
 path's temporaries take 576 MiB at most (``SWEEP_BYTES_PER_ENTRY``)."""
 
-MAX_BYTES = {"cpu": 32 * 2**20}
+MAX_BYTES = {"cpu": 64 * 2**20}
 """Default memory budget of the logits buffer and the sweep's buffers by device type: on the CPU a few rows
 per group already keep the unembedding matmul efficient, and the memory a trace adds stays small."""
 DEVICE_MAX_BYTES = 512 * 2**20
@@ -63,6 +59,8 @@ state of 124)."""
 
 COMPILE_ENV = "EVOLENS_COMPILE"
 """Set to 1 or 0 to compile the sweeps or not, whatever the device (default: compile on CUDA only)."""
+NATIVE_ENV = "EVOLENS_NATIVE"
+"""Set to 0 to run the eager sweeps on the CPU instead of the numba kernels."""
 
 
 @dataclass
@@ -126,35 +124,21 @@ def compile_by_default(device: torch.device) -> bool:
     return setting == "1" if setting in ("0", "1") else device.type == "cuda"
 
 
-class _Sweeps:
-    """The two sweep functions, compiled or eager; a failed compilation falls back to eager for good."""
+def choose_sweeps(
+    device: torch.device, compile: bool | None, native: bool | None, chunk_entries: int
+) -> SweepBackend:
+    """The sweep backend of an engine on ``device``: compiled where asked (``compile``, else
+    ``compile_by_default``); else on the CPU the numba kernels unless ``native`` is False or
+    ``EVOLENS_NATIVE=0`` (and where they load and pass their check); else eager."""
+    compiled = compile_by_default(device) if compile is None else compile
+    wanted = native is not False and os.environ.get(NATIVE_ENV, "").strip() != "0"
+    if not compiled and device.type == "cpu" and wanted:
+        from evolens.tracing.sweep_numba import numba_sweeps
 
-    def __init__(self, compiled: bool, device: torch.device) -> None:
-        self.compiled = compiled
-        self.eager = EagerSweep(device)
-        # dynamic shapes: the row count changes as rows finish, one kernel serves all of them
-        self._sumexp: Callable[..., torch.Tensor] = (
-            torch.compile(chunk_sumexp, dynamic=True) if compiled else chunk_sumexp
-        )
-        self._sums: Callable[..., ChunkSums] = (
-            torch.compile(chunk_sums, dynamic=True) if compiled else chunk_sums
-        )
-
-    def sumexp(self, *args: Any) -> torch.Tensor:
-        return self._call(self._sumexp, self.eager.sumexp, *args)
-
-    def sums(self, *args: Any) -> ChunkSums:
-        return self._call(self._sums, self.eager.sums, *args)
-
-    def _call(self, compiled: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
-        if not self.compiled:
-            return eager(*args)
-        try:
-            return compiled(*args)
-        except Exception as exc:  # any compiler failure: the eager code computes the same numbers
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}); metrics run eagerly", stacklevel=3)
-            self.compiled = False
-            return eager(*args)
+        sweeps = numba_sweeps()
+        if sweeps is not None:
+            return sweeps
+    return ChunkedSweeps(device, compiled, chunk_entries)
 
 
 @dataclass
@@ -179,8 +163,8 @@ class StepMetricsEngine:
             together (at most half of it goes to the temporaries); None: ``MAX_BYTES`` of the device, exceeded
             only to give a row group ``MIN_GROUP_STATES`` states.
         compile: compile the sweeps with ``torch.compile`` (None: ``compile_by_default``).
-        native: on the CPU, when not compiling, run the fused C sweeps of ``evolens.tracing.native`` where
-            they build (None or True; False: the eager PyTorch sweeps).
+        native: on the CPU, when not compiling, run the numba sweeps of ``evolens.tracing.sweep_numba``
+            where they load (None or True; False: the eager PyTorch sweeps).
     """
 
     def __init__(
@@ -200,30 +184,29 @@ class StepMetricsEngine:
         device = self.unembed.device
         self.max_bytes = MAX_BYTES.get(device.type, DEVICE_MAX_BYTES) if max_bytes is None else max_bytes
         self.min_group_states = MIN_GROUP_STATES if max_bytes is None else 1
-        compiled = compile_by_default(device) if compile is None else compile
-        self.sweeps = _Sweeps(compiled, device)
-        use_native = native is not False and not compiled and device.type == "cpu"
-        self.native: NativeSweeps | None = native_sweeps() if use_native else None
-        self.chunk_entries = CHUNK_ENTRIES.get(device.type, DEVICE_CHUNK_ENTRIES)
+        # chunks of the eager and compiled sweeps: the device's size, within half of the budget
+        chunk_entries = min(
+            CHUNK_ENTRIES.get(device.type, DEVICE_CHUNK_ENTRIES),
+            max(1, self.max_bytes // (2 * SWEEP_BYTES_PER_ENTRY)),
+        )
+        self.sweeps: SweepBackend = choose_sweeps(device, compile, native, chunk_entries)
         self._logits: torch.Tensor | None = None
 
     @property
     def backend(self) -> str:
-        """How the sweeps run: "native" (fused C), "compiled" (torch.compile) or "eager"."""
-        if self.native is not None:
-            return "native"
-        return "compiled" if self.sweeps.compiled else "eager"
+        """How the sweeps run: "numba", "compiled" (torch.compile) or "eager"."""
+        return self.sweeps.name
 
     @property
     def scratch_bytes(self) -> int:
-        """Memory held by the logits buffer and the eager sweep's buffers now."""
+        """Memory held by the logits buffer and the sweeps' buffers now."""
         logits = 0 if self._logits is None else self._logits.numel() * self._logits.element_size()
-        return logits + self.sweeps.eager.scratch_bytes
+        return logits + self.sweeps.scratch_bytes
 
     def release(self) -> None:
-        """Free the logits buffer and the eager sweep's buffers (made again at the next step)."""
+        """Free the logits buffer and the sweeps' buffers (made again at the next step)."""
         self._logits = None
-        self.sweeps.eager.release()
+        self.sweeps.release()
 
     def __call__(self, states: torch.Tensor, tokens: torch.Tensor) -> StepMetrics:
         """states (G, L+1, d) any dtype, tokens (G,) the emitted ids -> fp32 metrics on the lens device."""
@@ -237,7 +220,7 @@ class StepMetricsEngine:
         per_row = 4 * states.shape[1] * self.unembed.vocab_size
         group = max(
             1,
-            (self.max_bytes - self._chunk_entries() * SWEEP_BYTES_PER_ENTRY) // per_row,
+            (self.max_bytes - self.sweeps.reserved_bytes) // per_row,
             -(-self.min_group_states // states.shape[1]),
         )
         parts = [
@@ -269,25 +252,9 @@ class StepMetricsEngine:
         return lens.layer_logits(states, out=self._logits[:size].view(shape))
 
     def _sweep(self, logits: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool) -> _Sweep:
-        """Both sweeps over the vocabulary of one lens's logits (G, L+1, V): natively, or in chunks."""
-        if self.native is not None:  # set on the CPU only, where the logits buffer is contiguous
-            block_max = block_maxima(logits)
-            shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)  # each row-layer's largest logit
-            lse = shift + torch.log(self.native.sumexp(logits, shift)).unsqueeze(-1)
-            return _Sweep(self.native.sums(logits, lse, token_logit, full, paper), lse, block_max)
-        rows, layers, vocab = logits.shape
-        width = _chunk_width(rows * layers, vocab, self._chunk_entries())
-        chunks = [logits[..., start : start + width] for start in range(0, vocab, width)]
-        block_max = torch.cat([block_maxima(chunk) for chunk in chunks], dim=-1)
-        shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)
-        total = sum(self.sweeps.sumexp(chunk, shift) for chunk in chunks)
-        lse = shift + torch.log(total).unsqueeze(-1)  # type: ignore[arg-type]
-        parts = [self.sweeps.sums(chunk, lse, token_logit, full, paper) for chunk in chunks]
-        return _Sweep(_add(parts), lse, block_max)
-
-    def _chunk_entries(self) -> int:
-        """Entries per sweep chunk: the device's choice, within half of ``max_bytes``."""
-        return max(1, min(self.chunk_entries, self.max_bytes // (2 * SWEEP_BYTES_PER_ENTRY)))
+        """Both sweeps over the vocabulary of one lens's logits (G, L+1, V)."""
+        block_max, lse = self.sweeps.normalizers(logits)
+        return _Sweep(self.sweeps.sums(logits, lse, token_logit, full, paper), lse, block_max)
 
     def _paper_js(self, sweep: _Sweep) -> torch.Tensor:
         """The paper's "JS" between consecutive layers of the raw lens, (G, L) fp32."""
@@ -309,20 +276,6 @@ def _balanced(rows: int, most: int) -> list[tuple[int, int]]:
     sizes = [rows // count + (index < rows % count) for index in range(count)]
     bounds = [sum(sizes[:index]) for index in range(count + 1)]
     return list(pairwise(bounds))
-
-
-def _chunk_width(row_layers: int, vocab: int, chunk_entries: int) -> int:
-    """Vocabulary entries per chunk: a multiple of ``BLOCK`` near ``chunk_entries / row_layers``, <= V."""
-    return min(vocab, max(BLOCK, chunk_entries // row_layers // BLOCK * BLOCK))
-
-
-def _add(parts: list[ChunkSums]) -> ChunkSums:
-    """The chunks' sums added up."""
-    joined: dict[str, Any] = {}
-    for name in ChunkSums._fields:
-        values = [getattr(part, name) for part in parts]
-        joined[name] = None if values[0] is None else torch.stack(values).sum(0)
-    return ChunkSums(**joined)
 
 
 def _top_k(logits: torch.Tensor, block_max: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,9 @@ agree with each other and with the direct definitions of ``evolens.tracing.metri
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
@@ -197,3 +199,118 @@ class EagerSweep:
         if buffer is None or buffer.numel() < size:
             buffer = self._buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
         return buffer[:size].view(shape)
+
+
+class SweepBackend(Protocol):
+    """How the two sweeps run over a whole (G, n, V) logits block; the engine chooses one when it is made
+    (``evolens.tracing.sweep_choice``).
+
+    Attributes:
+        name: "numba", "compiled" or "eager" (recorded in benchmark output).
+        reserved_bytes: the most memory the backend's temporaries take in one call (the engine's memory
+            budget keeps it free beside the logits).
+        scratch_bytes: memory held by the backend's buffers now.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def reserved_bytes(self) -> int: ...
+
+    @property
+    def scratch_bytes(self) -> int: ...
+
+    def release(self) -> None:
+        """Free the buffers kept between calls."""
+
+    def normalizers(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(G, n, V) fp32 logits -> block maxima (G, n, ceil(V / BLOCK)) fp32 and log-sum-exp (G, n, 1)
+        float64 (shifted by each row-layer's largest logit, so that no exp overflows)."""
+        ...
+
+    def sums(
+        self, logits: torch.Tensor, lse: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool
+    ) -> ChunkSums:
+        """``chunk_sums`` over the whole vocabulary."""
+        ...
+
+
+class ChunkedSweeps:
+    """``SweepBackend`` by vocabulary chunks: ``EagerSweep`` (eager=True) or ``chunk_sumexp`` and
+    ``chunk_sums`` compiled by ``torch.compile`` (one fused kernel per chunk; a compilation failure falls
+    back to the eager sweep for good, with a warning).
+
+    Args:
+        device: where the logits are.
+        compiled: compile the sweeps.
+        chunk_entries: entries (rows x layers x vocabulary) per chunk at most.
+    """
+
+    def __init__(self, device: torch.device, compiled: bool, chunk_entries: int) -> None:
+        self.compiled = compiled
+        self.chunk_entries = chunk_entries
+        self.eager = EagerSweep(device)
+        # dynamic shapes: the row count changes as rows finish, one kernel serves all of them
+        self._sumexp: Callable[..., torch.Tensor] = (
+            torch.compile(chunk_sumexp, dynamic=True) if compiled else chunk_sumexp
+        )
+        self._sums: Callable[..., ChunkSums] = (
+            torch.compile(chunk_sums, dynamic=True) if compiled else chunk_sums
+        )
+
+    @property
+    def name(self) -> str:
+        return "compiled" if self.compiled else "eager"
+
+    @property
+    def reserved_bytes(self) -> int:
+        return self.chunk_entries * SWEEP_BYTES_PER_ENTRY
+
+    @property
+    def scratch_bytes(self) -> int:
+        return self.eager.scratch_bytes
+
+    def release(self) -> None:
+        self.eager.release()
+
+    def normalizers(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chunks = self._chunks(logits)
+        block_max = torch.cat([block_maxima(chunk) for chunk in chunks], dim=-1)
+        shift = block_max.amax(-1, keepdim=True).to(ACCUMULATE)
+        total = sum(self._call(self._sumexp, self.eager.sumexp, chunk, shift) for chunk in chunks)
+        return block_max, shift + torch.log(total).unsqueeze(-1)
+
+    def sums(
+        self, logits: torch.Tensor, lse: torch.Tensor, token_logit: torch.Tensor, full: bool, paper: bool
+    ) -> ChunkSums:
+        parts = [
+            self._call(self._sums, self.eager.sums, chunk, lse, token_logit, full, paper)
+            for chunk in self._chunks(logits)
+        ]
+        return parts[0] if len(parts) == 1 else add_sums(parts)
+
+    def _chunks(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """Vocabulary chunks of about ``chunk_entries`` entries, multiples of ``BLOCK`` wide."""
+        rows, layers, vocab = logits.shape
+        width = min(vocab, max(BLOCK, self.chunk_entries // (rows * layers) // BLOCK * BLOCK))
+        return [logits[..., start : start + width] for start in range(0, vocab, width)]
+
+    def _call(self, compiled: Callable[..., Any], eager: Callable[..., Any], *args: Any) -> Any:
+        if not self.compiled:
+            return eager(*args)
+        try:
+            return compiled(*args)
+        except Exception as exc:  # any compiler failure: the eager code computes the same numbers
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}); metrics run eagerly", stacklevel=3)
+            self.compiled = False
+            return eager(*args)
+
+
+def add_sums(parts: list[ChunkSums]) -> ChunkSums:
+    """The chunks' sums added up."""
+    joined: dict[str, Any] = {}
+    for name in ChunkSums._fields:
+        values = [getattr(part, name) for part in parts]
+        joined[name] = None if values[0] is None else torch.stack(values).sum(0)
+    return ChunkSums(**joined)
