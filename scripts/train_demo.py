@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from evolens.data.shapes.world import sample_scene
+from evolens.io.private import cache_root
 from evolens.models.demo.assets import (
     PROJECTOR_FILE,
     asset_dir,
@@ -35,7 +36,6 @@ from evolens.models.demo.assets import (
     vision_record,
     write_manifest,
 )
-from evolens.models.demo.decoder import cache_root
 from evolens.models.demo.lora import LORA_FILE, LoraSettings
 from evolens.models.demo.training import (
     Batch,

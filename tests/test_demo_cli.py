@@ -58,5 +58,5 @@ def test_demo_command_lists_bad_images_and_processes_the_rest(tmp_path: Path, ca
 
 def test_demo_command_rejects_a_missing_folder(tmp_path: Path, capsys) -> None:
     code = main(["demo", "--images", str(tmp_path / "nope"), "--out", str(tmp_path)])
-    assert code == 1
+    assert code == 2
     assert "not a folder" in capsys.readouterr().err

@@ -103,7 +103,7 @@ def test_options_paper_metric_steps_and_detector(planted_trace_dir: Path, tmp_pa
         (["--metric", "kl"], 2, "--metric"),
         (["--normalization", "global"], 2, "--normalization"),
         (["--steps", "9-3"], 2, "--steps"),
-        (["--sample", "nope"], 1, "no sample 'nope'"),
+        (["--sample", "nope"], 2, "no sample 'nope'"),
         (["--token", "zebra"], 2, "never emits"),
         (["--jsd-threshold", "3"], 2, "jsd_threshold"),
     ],
@@ -126,7 +126,7 @@ def test_summary_only(planted_trace_dir: Path, tmp_path: Path) -> None:
 
 
 def test_missing_trace_directory(tmp_path, capsys) -> None:
-    assert main(["analyze", str(tmp_path / "nothing")]) == 1
+    assert main(["analyze", str(tmp_path / "nothing")]) == 2
     assert "not a trace directory" in capsys.readouterr().err
 
 

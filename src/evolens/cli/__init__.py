@@ -63,7 +63,8 @@ def _register_commands() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: returns the exit code (0 done, 1 some inputs failed, 2 usage error).
+    """Console entry point: returns the exit code (0 done, 1 some inputs failed, 2 a user error, 3 a bug;
+    see ``evolens.errors``).
 
     Commands end with ``raise typer.Exit(code)`` to report partial failure; click prints usage errors
     itself and exits 2.
@@ -98,12 +99,15 @@ INTERNAL_ERROR = 3
 
 
 def log_directory() -> Path:
-    """Where tracebacks of unexpected errors go: $EVOLENS_LOG_DIR, else ~/.cache/evolens/logs."""
+    """Where tracebacks of unexpected errors go: $EVOLENS_LOG_DIR, else the ``logs`` folder of evolens'
+    cache (``evolens.io.private.cache_root``: ~/.cache/evolens/logs, or a folder in the temporary
+    directory where there is no home)."""
     configured = os.environ.get("EVOLENS_LOG_DIR")
     if configured:
         return Path(configured)
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "evolens" / "logs"
+    from evolens.io.private import cache_root
+
+    return cache_root() / "logs"
 
 
 def _log_traceback(argv: list[str] | None) -> Path | None:

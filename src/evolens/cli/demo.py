@@ -37,6 +37,7 @@ def demo_command(
     from evolens.data.images import find_images
     from evolens.models import load_model
     from evolens.models.demo.images import materialize_demo_images, read_demo_manifest
+    from evolens.models.loaded import SCOPE
 
     console = Console()
     if images is None:
@@ -50,6 +51,8 @@ def demo_command(
     pictures, failures = _load_all(entries)
     loaded = load_model(model)
     console.print(f"{model}: {len(pictures)} images, {loaded.n_layers} decoder layers")
+    if loaded.info.get(SCOPE):
+        console.print(f"note: {loaded.info[SCOPE]}", soft_wrap=True)
     results = []
     ready = [e for e in entries if e["id"] in pictures]
     for start in range(0, len(ready), batch_size):

@@ -15,6 +15,7 @@ refused (``UnsafeFolderError``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -62,10 +63,8 @@ def private_folder(folder: Path) -> Path:
     folder = Path(folder).absolute()
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        try:
+        with contextlib.suppress(FileExistsError):
             folder.mkdir(mode=0o700)
-        except FileExistsError:
-            pass
         _check_ancestors(folder)
         info = os.lstat(folder)
         if not stat.S_ISDIR(info.st_mode):

@@ -18,6 +18,8 @@ from evolens.models.inputs import build_inputs
 from evolens.models.readout import Unembed
 
 BUNDLED_LENS = "bundled_lens"
+SCOPE = "scope"
+"""``info`` key of a one-line note on what the model can be expected to see (shown when it loads)."""
 """``LoadedModel.info`` key: the folder of the model's own tuned lens (``--lens tuned``), if any."""
 
 
@@ -33,7 +35,8 @@ class LoadedModel:
         processor: the multimodal processor, None for text-only models.
         adapter: the family's declarative adapter.
         revision: model revision/commit when known, else None.
-        info: what loading learned (the adapter check's error; ``BUNDLED_LENS``: the model's tuned lens).
+        info: what loading learned (the adapter check's error; ``BUNDLED_LENS``: the model's tuned lens;
+            ``SCOPE``: what the model knows, e.g. the demo's shapes world).
     """
 
     name: str

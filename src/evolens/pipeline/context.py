@@ -58,9 +58,13 @@ class RunContext:
         from evolens.models.load import (
             load_model,  # torch and transformers: only when a stage needs the model
         )
+        from evolens.models.loaded import SCOPE
 
         self.say(f"loading model {self.config.model}")
-        return load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        loaded = load_model(self.config.model, device=self.config.device, dtype=self.config.dtype)
+        if loaded.info.get(SCOPE):
+            self.say(f"note: {loaded.info[SCOPE]}")
+        return loaded
 
     def say(self, message: str) -> None:
         """A progress line on stderr, unless quiet."""

