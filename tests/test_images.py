@@ -3,6 +3,7 @@ image mode becomes 8-bit RGB with sensible pixels, and huge images are downscale
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import subprocess
@@ -15,7 +16,9 @@ import pytest
 from PIL import Image
 
 import evolens
-from evolens.data.images import MAX_SIDE, load_image
+from evolens.data.arrow import batches_table, decode_images, image_of
+from evolens.data.images import MAX_SIDE, file_sha256, image_sha256, load_image
+from evolens.data.rows import DataRow
 from evolens.errors import InputError
 from evolens.models import LoadedModel
 
@@ -191,3 +194,23 @@ def test_10000_pixel_photo_loads_in_bounded_memory(tmp_path_factory: pytest.Temp
 def test_empty_prompt_is_refused(tiny_llama: LoadedModel, prompt: str) -> None:
     with pytest.raises(InputError, match="empty prompt"):
         tiny_llama.build_inputs(["Describe it.", prompt])
+
+
+# --- the hash of what was traced ------------------------------------------------------------------------
+
+
+def test_a_decoded_image_carries_the_hash_of_the_bytes_it_was_decoded_from(tmp_path: Path) -> None:
+    """Both engines' decoders (``load_image``, and ``decode_images`` -> ``image_of`` for the Ray engine):
+    the file replaced or deleted after it was read does not change the hash the trace records."""
+    rng = np.random.default_rng(0)
+    path = save(Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)), tmp_path / "a.png")
+    read = hashlib.sha256(path.read_bytes()).hexdigest()
+    image = load_image(path)
+    row = decode_images(batches_table([[(0, DataRow(sample_id="a", image=path, prompt="p"))]]))
+    decoded = image_of(row.to_pylist()[0]["samples"][0])
+    save(Image.new("RGB", (4, 4), "red"), path)  # replaced after it was read
+    assert image_sha256(path, image) == read and image_sha256(path, decoded) == read
+    assert image_sha256(path, None) == file_sha256(path) != read  # no decoded image: the file as it is
+    path.unlink()
+    assert image_sha256(path, image) == read and image_sha256(path, decoded) == read
+    assert image_sha256(None, None) is None

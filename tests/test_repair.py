@@ -9,15 +9,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
+from evolens.io.lock import TraceLock
 from evolens.io.repair import finalize_trace, repair_parts
 from evolens.io.store import TraceWriter, finished_sample_ids, read_trace, write_part
+from evolens.io.trace import load_trace
 from tests.test_store import META, record
 
 
 @pytest.fixture
 def trace_dir(tmp_path: Path) -> Path:
     """An empty trace directory (meta.json written)."""
-    TraceWriter.open(tmp_path, META)
+    TraceWriter.open(tmp_path, META).close()
     return tmp_path
 
 
@@ -41,11 +43,11 @@ def assert_exactly_once(directory: Path, expected: dict[str, int]) -> None:
 
 
 def test_a_consistent_trace_is_left_alone(trace_dir: Path) -> None:
-    writer = TraceWriter.open(trace_dir, META)
-    writer.write([record("a", 3, 1), record("b", 2, 2)])
-    write_part(trace_dir, "part-r000000002-0000abcd.parquet", [record("c", 4, 3)])
-    before = {path: path.read_bytes() for path in trace_dir.rglob("*.parquet")}
-    repair = finalize_trace(trace_dir)
+    with TraceWriter.open(trace_dir, META) as writer:
+        writer.write([record("a", 3, 1), record("b", 2, 2)])
+        write_part(trace_dir, "part-r000000002-0000abcd.parquet", [record("c", 4, 3)])
+        before = {path: path.read_bytes() for path in trace_dir.rglob("*.parquet")}
+        repair = writer.finalize()
     assert not repair.changed
     assert {path: path.read_bytes() for path in trace_dir.rglob("*.parquet")} == before
     assert_exactly_once(trace_dir, {"a": 3, "b": 2, "c": 4})
@@ -117,12 +119,12 @@ def test_a_crash_between_the_two_rewrites_is_finished_by_the_next_pass(
 def test_local_writer_numbers_its_parts_beside_ray_parts(trace_dir: Path) -> None:
     """A trace begun by the Ray engine and continued by the local one (or the other way round)."""
     write_part(trace_dir, "part-r000000000-00000001.parquet", [record("a", 3, 1)])
-    writer = TraceWriter.open(trace_dir, META)
-    assert writer.finished == {"a"}
-    writer.write([record("b", 2, 2)])
-    writer.write([record("c", 1, 3)])
+    with TraceWriter.open(trace_dir, META) as writer:
+        assert writer.finished == {"a"}
+        writer.write([record("b", 2, 2)])
+        writer.write([record("c", 1, 3)])
     names = sorted(path.name for path in (trace_dir / "samples").iterdir())
-    assert names == ["part-00001.parquet", "part-00002.parquet", "part-r000000000-00000001.parquet"]
+    assert [name[:11] for name in names] == ["part-00001-", "part-00002-", "part-r00000"]
     assert_exactly_once(trace_dir, {"a": 3, "b": 2, "c": 1})
 
 
@@ -133,8 +135,37 @@ def test_opening_a_trace_runs_the_finalize_pass(trace_dir: Path) -> None:
         trace_dir / "steps" / "part-r000000000-00000001.parquet", trace_dir / "steps" / "part-x.parquet"
     )
     (trace_dir / "steps" / ".tmp-part-r000000002-00000003.parquet.abc").write_bytes(b"half")
-    assert TraceWriter.open(trace_dir, META).finished == {"a"}
+    with TraceWriter.open(trace_dir, META) as writer:
+        assert writer.finished == {"a"}
     assert_exactly_once(trace_dir, {"a": 3})
     assert sorted(path.name for path in (trace_dir / "steps").iterdir()) == [
         "part-r000000000-00000001.parquet"
     ]
+
+
+def test_the_finalize_pass_runs_only_under_the_writers_lock(trace_dir: Path, tmp_path_factory) -> None:
+    """It deletes temporaries and orphan parts: run by anyone but the one writer, it would delete another
+    writer's files in flight."""
+    elsewhere = tmp_path_factory.mktemp("other")
+    with TraceLock.acquire(elsewhere) as other, pytest.raises(RuntimeError, match="lock"):
+        finalize_trace(trace_dir, other)
+    lock = TraceLock.acquire(trace_dir)
+    assert not finalize_trace(trace_dir, lock).changed
+    lock.release()
+    with pytest.raises(RuntimeError, match="lock"):
+        finalize_trace(trace_dir, lock)
+
+
+def test_readers_leave_a_trace_being_written_untouched(trace_dir: Path) -> None:
+    """``read_trace``, ``load_trace`` (``evolens analyze``) and ``finished_sample_ids`` on a folder that a
+    writer is filling: its temporaries and its steps part still without samples part stay."""
+    with TraceWriter.open(trace_dir, META) as writer:
+        writer.write([record("a", 3, 1)])
+        write_part(trace_dir, "part-r000000001-00000002.parquet", [record("b", 2, 2)])
+        (trace_dir / "samples" / "part-r000000001-00000002.parquet").unlink()  # its commit is still to come
+        (trace_dir / "samples" / ".tmp-part-r000000001-00000002.parquet.abc").write_bytes(b"half")
+        before = sorted(path for path in trace_dir.rglob("*") if path.is_file())
+        assert read_trace(trace_dir).samples["sample_id"].tolist() == ["a"]
+        assert load_trace(trace_dir).sample_ids == ["a"]
+        assert finished_sample_ids(trace_dir) == {"a"}
+        assert sorted(path for path in trace_dir.rglob("*") if path.is_file()) == before

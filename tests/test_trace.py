@@ -12,7 +12,7 @@ import torch
 
 import evolens
 from evolens.errors import NumericalError, UsageError
-from evolens.io.store import TraceWriter, read_trace
+from evolens.io.store import TraceWriter, read_failures, read_trace
 from evolens.models import LoadedModel
 from evolens.tracing import tracer as tracer_module
 from evolens.tracing.check import trace_matches_logits
@@ -257,3 +257,18 @@ def test_return_freed_memory_trims_where_it_can(monkeypatch: pytest.MonkeyPatch)
     tracer_module.return_freed_memory()  # no error
     monkeypatch.setattr(tracer_module.ctypes, "CDLL", lambda name: object())
     tracer_module.return_freed_memory()  # a C library without malloc_trim: no error
+
+
+def test_a_torn_failures_line_does_not_block_the_rerun(tiny_llama: LoadedModel, tmp_path: Path) -> None:
+    """A run killed (or out of disk) while appending to failures.jsonl left half a line: the next run
+    drops it with a note and goes on; the whole lines stay."""
+    prompts = ["First question?", "Second question?"]
+    trace(tiny_llama, None, prompts[:1], out=tmp_path, max_new_tokens=2)
+    other = {"sample_id": "elsewhere", "image": "e.png", "error": "e.png: empty file"}
+    with open(tmp_path / "failures.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(other) + '\n{"sample_id": "cut", "ima')
+    with pytest.warns(UserWarning, match=r"failures.jsonl: line 2 .* dropped"):
+        again = trace(tiny_llama, None, prompts, out=tmp_path, max_new_tokens=2)
+    assert again.ok and len(again.skipped) == 1 and len(again.traced) == 1
+    assert read_failures(tmp_path) == [other]
+    assert sorted(read_trace(tmp_path).samples["sample_id"]) == sorted(again.skipped + again.traced)

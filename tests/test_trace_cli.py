@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,10 @@ from PIL import Image
 
 from evolens.cli import main
 from evolens.data.images import file_sha256
+from evolens.io.lock import TraceLock
 from evolens.io.store import read_trace
 from evolens.models import LoadedModel
-from evolens.tracing.tracer import trace
+from evolens.tracing.tracer import Tracer, trace
 from tests.models.builders.llava import build_tiny_llava
 from tests.models.conftest import save_and_load
 
@@ -124,3 +127,46 @@ def test_cli_usage_errors_exit_2_with_one_line(
     error = capsys.readouterr().err.strip()
     assert code == 2
     assert message in error and len(error.splitlines()) == 1
+
+
+def test_an_image_changed_after_it_was_read_records_the_hash_of_the_traced_bytes(
+    tiny_llava: LoadedModel, images_with_a_bad_one: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hash identifies what was traced: an image deleted or replaced while its batch generates neither
+    loses the batch nor records the hash of other bytes."""
+    a, b = images_with_a_bad_one / "a.png", images_with_a_bad_one / "b.png"
+    traced_bytes = {
+        "a": hashlib.sha256(a.read_bytes()).hexdigest(),
+        "b": hashlib.sha256(b.read_bytes()).hexdigest(),
+    }
+    real_generate = Tracer.generate
+
+    def change_the_files_meanwhile(self: Tracer, inputs: object, sample_ids: list[str]) -> object:
+        a.unlink()
+        Image.new("RGB", (8, 8), "red").save(b)
+        return real_generate(self, inputs, sample_ids)
+
+    monkeypatch.setattr(Tracer, "generate", change_the_files_meanwhile)
+    result = trace(
+        tiny_llava, [a, b], "Describe the image.", out=tmp_path / "t", max_new_tokens=2, batch_size=2
+    )
+    assert sorted(result.traced) == ["a", "b"] and result.ok
+    samples = read_trace(tmp_path / "t").samples.set_index("sample_id")
+    assert samples["image_sha256"].to_dict() == traced_bytes
+
+
+def test_cli_refuses_a_second_writer_of_one_folder_naming_it(
+    tiny_llava_dir: Path, images_with_a_bad_one: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "t"
+    out.mkdir()
+    holder = TraceLock.acquire(out)  # another evolens trace, mid-run
+    try:
+        args = ["trace", "--model", str(tiny_llava_dir), "--images", str(images_with_a_bad_one)]
+        code = main([*args, "--prompt", "Describe.", "--out", str(out), "--max-new-tokens", "2"])
+    finally:
+        holder.release()
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and len(error.splitlines()) == 1
+    assert f"{out} is being written by another process (pid {os.getpid()}" in error
+    assert not (out / "meta.json").exists() and not (out / "samples").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -95,6 +96,74 @@ def test_staged_directory_is_all_or_nothing(tmp_path: Path) -> None:
     leftover = tmp_path / f"{atomic.TEMP_PREFIX}x.123"
     leftover.mkdir()
     assert atomic.sweep_temporaries(tmp_path) == [leftover] and not leftover.exists()
+
+
+def replace_that_dies_after(moves: int, error: type[BaseException]):
+    """``os.replace`` that does ``moves`` renames, then raises ``error`` on every later call (a kill: nothing
+    after it runs, not even a handler's own rename)."""
+    real_replace = os.replace
+    done = []
+
+    def replace(source: object, target: object) -> None:
+        if len(done) >= moves:
+            raise error("killed")
+        done.append(target)
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    return replace
+
+
+def staged_twice(final: Path, monkeypatch: pytest.MonkeyPatch, replace) -> None:
+    """A finished ``final`` holding old.json, then a second staging of new.json that ``replace`` cuts."""
+    with atomic.staged_directory(final) as staging:
+        (staging / "old.json").write_text("{}")
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(BaseException, match="killed"), atomic.staged_directory(final) as staging:
+        (staging / "new.json").write_text("{}")
+    monkeypatch.undo()
+
+
+def test_staged_directory_killed_between_its_renames_is_recovered_by_the_next_sweep(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = tmp_path / "analysis"
+    staged_twice(final, monkeypatch, replace_that_dies_after(1, KeyboardInterrupt))
+    assert not final.exists()  # the old folder is moved aside, the new one not yet in place
+    atomic.sweep_temporaries(tmp_path)  # what the next run does first
+    assert sorted(p.name for p in final.iterdir()) == ["old.json"], "the old result is back, whole"
+    assert [p.name for p in tmp_path.iterdir()] == ["analysis"]
+
+
+def test_staged_directory_puts_the_old_folder_back_when_its_second_rename_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = tmp_path / "analysis"
+    real_replace = os.replace
+    calls = []
+
+    def second_fails(source: object, target: object) -> None:
+        calls.append(target)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "killed")
+        real_replace(source, target)  # type: ignore[arg-type]
+
+    staged_twice(final, monkeypatch, second_fails)
+    assert sorted(p.name for p in final.iterdir()) == ["old.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["analysis"]
+
+
+def test_a_sweep_after_a_completed_swap_keeps_the_new_folder(tmp_path: Path, monkeypatch) -> None:
+    """Killed after both renames, before the old copy was removed: the new folder stays, the old goes."""
+    final = tmp_path / "analysis"
+    monkeypatch.setattr(atomic.shutil, "rmtree", lambda *args, **kwargs: None)
+    with atomic.staged_directory(final) as staging:
+        (staging / "old.json").write_text("{}")
+    with atomic.staged_directory(final) as staging:
+        (staging / "new.json").write_text("{}")
+    monkeypatch.undo()
+    atomic.sweep_temporaries(tmp_path)
+    assert sorted(p.name for p in final.iterdir()) == ["new.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["analysis"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@ streams data between processes (the Ray engine) passes samples on.
 
 One row per batch, so that a batch stays whole whatever blocks the engine cuts: ``batches_table`` writes
 lists of ``(index, Sample)`` pairs as ``BATCHES_SCHEMA`` rows; ``decode_images`` adds each image's 8-bit RGB
-pixels (``load_image``), or the one-line error that makes that sample fail (``DECODED_SCHEMA``);
+pixels (``load_image``) and the SHA-256 of the bytes they were decoded from, or the one-line error that makes
+that sample fail (``DECODED_SCHEMA``);
 ``sample_of`` and ``image_of`` turn one decoded sample back into a ``Sample`` and a PIL image. Light on
 purpose (no torch): CPU workers that only decode images import just this.
 """
@@ -18,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 from PIL import Image
 
-from evolens.data.images import load_image
+from evolens.data.images import image_sha256, load_image, with_sha256
 from evolens.data.rows import DataRow
 from evolens.errors import InputError
 from evolens.io.atomic import json_text
@@ -43,11 +44,13 @@ DECODED_SAMPLE_TYPE = pa.struct(
         ("pixels", pa.binary()),
         ("width", pa.int32()),
         ("height", pa.int32()),
+        ("image_sha256", pa.string()),
         ("error", pa.string()),
     ]
 )
-"""A sample with its image decoded: RGB bytes, row-major (height, width, 3), or the error that makes it
-fail; no pixels when the sample has no image or it could not be read."""
+"""A sample with its image decoded: RGB bytes, row-major (height, width, 3), and the SHA-256 of the file
+bytes they were decoded from, or the error that makes it fail; no pixels when the sample has no image or it
+could not be read."""
 
 BATCHES_SCHEMA = pa.schema([("batch", pa.int64()), ("samples", pa.list_(SAMPLE_TYPE))])
 DECODED_SCHEMA = pa.schema([("batch", pa.int64()), ("samples", pa.list_(DECODED_SAMPLE_TYPE))])
@@ -75,6 +78,7 @@ def decode_images(table: pa.Table) -> pa.Table:
                     sample["error"] = str(exc).replace(sample["file"], sample["image"])
             sample["pixels"] = None if image is None else image.tobytes()
             sample["width"], sample["height"] = (0, 0) if image is None else image.size
+            sample["image_sha256"] = None if image is None else image_sha256(sample["file"], image)
     return pa.Table.from_pylist(rows, schema=DECODED_SCHEMA)
 
 
@@ -90,10 +94,12 @@ def sample_of(sample: dict[str, Any]) -> DataRow:
 
 
 def image_of(sample: dict[str, Any]) -> Image.Image | None:
-    """The decoded image of one sample of a ``DECODED_SCHEMA`` row (None without pixels)."""
+    """The decoded image of one sample of a ``DECODED_SCHEMA`` row (None without pixels), keeping the
+    hash of the bytes it was decoded from (``evolens.data.images.image_sha256``)."""
     if sample["pixels"] is None:
         return None
-    return Image.frombytes("RGB", (sample["width"], sample["height"]), sample["pixels"])
+    image = Image.frombytes("RGB", (sample["width"], sample["height"]), sample["pixels"])
+    return with_sha256(image, sample.get("image_sha256"))
 
 
 def _sample_row(index: int, sample: DataRow) -> dict[str, Any]:

@@ -1,12 +1,14 @@
 """Reading images safely: every failure is an ``InputError`` with one clear line.
 
 Grayscale, RGBA (composited on white), palette, CMYK and 16-bit images are converted to 8-bit RGB.
-Very large images are decoded with a reduced draft where the format allows and downscaled.
+Very large images are decoded with a reduced draft where the format allows and downscaled. A decoded image
+carries the SHA-256 of the bytes it was decoded from (``image_sha256``), the hash a trace records.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 
 import numpy as np
@@ -19,10 +21,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".ti
 MAX_SIDE = 2048
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 Image.MAX_IMAGE_PIXELS = 400_000_000  # a 10000x10000 photo is legitimate; larger is refused by PIL
+SHA256_INFO = "evolens.sha256"
+"""Key of ``Image.info`` under which a decoded image keeps the SHA-256 of the bytes it was decoded from."""
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open ``path`` as an 8-bit RGB image no larger than ``MAX_SIDE`` on its long side."""
+    """Open ``path`` as an 8-bit RGB image no larger than ``MAX_SIDE`` on its long side.
+
+    The file is read once, and the image keeps the SHA-256 of exactly those bytes (``image_sha256``): what
+    a trace records stays the hash of what it traced, even if the file changes or goes meanwhile.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: no such file")
@@ -31,16 +39,35 @@ def load_image(path: str | Path) -> Image.Image:
     if path.stat().st_size == 0:
         raise InputError(f"{path}: empty file")
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+        with Image.open(io.BytesIO(data)) as image:
             image.draft("RGB", (MAX_SIDE, MAX_SIDE))
             image.load()
-            return to_rgb(image)
+            decoded = to_rgb(image)
     except UnidentifiedImageError as exc:
         raise InputError(f"{path}: not an image file") from exc
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: image too large ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: corrupt or truncated image ({str(exc).splitlines()[0]})") from exc
+    return with_sha256(decoded, hashlib.sha256(data).hexdigest())
+
+
+def with_sha256(image: Image.Image, sha256: str | None) -> Image.Image:
+    """``image``, keeping ``sha256`` as the hash of the bytes it was decoded from (None: nothing kept)."""
+    if sha256 is not None:
+        image.info[SHA256_INFO] = sha256
+    return image
+
+
+def image_sha256(path: str | Path | None, image: Image.Image | None) -> str | None:
+    """The SHA-256 a trace records for the image file ``path`` decoded as ``image``: the hash the image
+    keeps of the bytes it was decoded from (``load_image``); for an image decoded elsewhere (or none), the
+    hash of the file as it is now. None without a file (a text-only sample)."""
+    if path is None:
+        return None
+    kept = None if image is None else image.info.get(SHA256_INFO)
+    return kept if isinstance(kept, str) else file_sha256(path)
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -20,6 +20,8 @@ from typing import Any
 from evolens.errors import StorageError
 
 TEMP_PREFIX = ".tmp-"
+BACKUP_MARK = ".old."
+"""Marks the backup a ``staged_directory`` moves the old folder into: ``.tmp-<name>.old.<random>``."""
 
 
 def _umask() -> int:
@@ -107,7 +109,11 @@ def read_json(path: Path) -> Any | None:
 def staged_directory(final: Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside ``final``; on success it replaces ``final`` whole.
 
-    On an exception the temporary folder is removed and ``final`` is left as it was.
+    On an exception the temporary folder is removed and ``final`` is left as it was. Replacing an existing
+    ``final`` takes two renames (a folder cannot be renamed over a non-empty one): the old folder into a
+    backup ``.tmp-<name>.old.*/<name>``, then the new one into place. A kill between the two leaves no
+    ``final`` but the old folder whole in its backup, which ``sweep_temporaries`` (the next run's first
+    step) puts back; so at every instant the old or the new folder is complete under a name a run finds.
     """
     final = Path(final)
     try:
@@ -119,11 +125,7 @@ def staged_directory(final: Path) -> Iterator[Path]:
     try:
         yield staging
         if final.exists():
-            # Move the old one aside first: a directory rename cannot replace a non-empty directory.
-            retired = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}.old.", dir=final.parent))
-            os.replace(final, retired / final.name)
-            os.replace(staging, final)
-            shutil.rmtree(retired, ignore_errors=True)
+            _swap_in(staging, final)
         else:
             os.replace(staging, final)
     except BaseException:
@@ -131,11 +133,29 @@ def staged_directory(final: Path) -> Iterator[Path]:
         raise
 
 
+def _swap_in(staging: Path, final: Path) -> None:
+    """Replace the folder ``final`` by ``staging`` through a backup of the old one (``staged_directory``)."""
+    backup = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{final.name}{BACKUP_MARK}", dir=final.parent))
+    os.replace(final, backup / final.name)
+    try:
+        os.replace(staging, final)
+    except BaseException:
+        os.replace(backup / final.name, final)
+        shutil.rmtree(backup, ignore_errors=True)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
 def sweep_temporaries(folder: Path) -> list[Path]:
-    """Remove the ``.tmp-*`` leftovers of killed writers directly in ``folder``; returns what was removed."""
+    """Remove the ``.tmp-*`` leftovers of killed writers directly in ``folder``; returns what was removed.
+
+    A folder that a ``staged_directory`` killed between its two renames left only in its backup is put
+    back first, so the sweep never removes the last complete copy of a result.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    _restore_backups(folder)
     removed = []
     for leftover in folder.glob(f"{TEMP_PREFIX}*"):
         if leftover.is_dir():
@@ -145,3 +165,16 @@ def sweep_temporaries(folder: Path) -> list[Path]:
                 leftover.unlink()
         removed.append(leftover)
     return removed
+
+
+def _restore_backups(folder: Path) -> None:
+    """Move each folder that only a ``staged_directory`` backup in ``folder`` holds back to its name."""
+    for backup in folder.glob(f"{TEMP_PREFIX}*{BACKUP_MARK}*"):
+        for kept in list(backup.iterdir()) if backup.is_dir() else []:
+            final = folder / kept.name
+            if not backup.name.startswith(f"{TEMP_PREFIX}{kept.name}{BACKUP_MARK}") or final.exists():
+                continue  # not a backup of this name, or the new folder is in place: the sweep removes it
+            try:
+                os.replace(kept, final)
+            except OSError as exc:
+                raise StorageError(f"cannot put {final} back from {backup}: {exc.strerror or exc}") from exc

@@ -14,6 +14,11 @@ retried after its first attempt had committed, or a driver killed while its acto
 Dropping rewrites the samples file first (the sample stops being finished), then the steps file; each
 rewrite is atomic, and a crash between the two leaves only stray step rows, which the next pass drops.
 The pass is idempotent and never drops a sample that is committed once with all its rows.
+
+The pass deletes, so it runs only under the trace's lock (``evolens.io.lock``, held by the one writer):
+run by anyone else, it would take another writer's temporaries and its steps part still waiting for its
+samples part for leftovers. Readers never run it. A part that is not readable Parquet stops it with an
+``InputError`` naming the file, which is left for the user to move away (it may hold the only copy).
 """
 
 from __future__ import annotations
@@ -25,8 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from evolens.errors import StorageError
+from evolens.errors import InputError, StorageError
 from evolens.io.atomic import sweep_temporaries, write_bytes
+from evolens.io.lock import TraceLock
 
 PART_GLOB = "part-*.parquet"
 
@@ -52,9 +58,12 @@ class PartRepair:
         return bool(self.orphan_parts or self.incomplete or self.duplicates or self.stray_step_rows)
 
 
-def finalize_trace(directory: str | Path) -> PartRepair:
-    """Sweep the temporaries of killed writers, then ``repair_parts``. Run it only while nothing writes."""
+def finalize_trace(directory: str | Path, lock: TraceLock) -> PartRepair:
+    """Sweep the temporaries of killed writers, then ``repair_parts``; ``lock`` is the trace's, held (a
+    ``RuntimeError`` otherwise: see the module docstring)."""
     directory = Path(directory)
+    if not (lock.held and lock.directory.resolve() == directory.resolve()):
+        raise RuntimeError(f"the finalize pass of {directory} runs only under that trace's lock")
     for sub in ("", "samples", "steps", "hidden"):
         sweep_temporaries(directory / sub)
     return repair_parts(directory)
@@ -65,8 +74,25 @@ def part_names(folder: Path) -> set[str]:
     return {path.name for path in folder.glob(PART_GLOB)} if folder.is_dir() else set()
 
 
+def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """The part file ``path`` (``columns`` of it, default all); a file that is not readable Parquet is an
+    ``InputError`` naming it, never deleted (it may be the only copy of its samples)."""
+    try:
+        return pq.read_table(path, columns=columns)
+    except FileNotFoundError as exc:
+        raise InputError(
+            f"{path}: removed while it was read (does another process write this trace?)"
+        ) from exc
+    except (pa.ArrowException, OSError) as exc:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise InputError(
+            f"{path}: not a readable Parquet file ({detail}); move it away or delete it to continue"
+        ) from exc
+
+
 def repair_parts(directory: str | Path) -> PartRepair:
-    """Make every committed sample appear once, with exactly ``n_steps`` step rows (see the module doc)."""
+    """Make every committed sample appear once, with exactly ``n_steps`` step rows (see the module doc).
+    Only under the trace's lock (``finalize_trace``)."""
     samples_dir, steps_dir = Path(directory) / "samples", Path(directory) / "steps"
     repair = PartRepair()
     committed_names = part_names(samples_dir)
@@ -75,7 +101,7 @@ def repair_parts(directory: str | Path) -> PartRepair:
         repair.orphan_parts.append(name)
     seen: set[str] = set()
     for name in sorted(committed_names):
-        samples = pq.read_table(samples_dir / name)
+        samples = read_part(samples_dir / name)
         rows_per_sample = _step_rows_per_sample(steps_dir / name)
         ids = samples.column("sample_id").to_pylist()
         keep: list[bool] = []
@@ -93,7 +119,7 @@ def repair_parts(directory: str | Path) -> PartRepair:
             _rewrite(samples_dir / name, samples.filter(pa.array(keep, pa.bool_())))
         stray = sum(count for sample_id, count in rows_per_sample.items() if sample_id not in kept_ids)
         if stray:
-            steps = pq.read_table(steps_dir / name)
+            steps = read_part(steps_dir / name)
             mask = pc.is_in(steps.column("sample_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
             _rewrite(steps_dir / name, steps.filter(mask))
             repair.stray_step_rows += stray
@@ -103,7 +129,7 @@ def repair_parts(directory: str | Path) -> PartRepair:
 def _step_rows_per_sample(path: Path) -> dict[str, int]:
     if not path.exists():
         return {}
-    counts = pc.value_counts(pq.read_table(path, columns=["sample_id"]).column("sample_id"))
+    counts = pc.value_counts(read_part(path, ["sample_id"]).column("sample_id"))
     return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True))
 
 

@@ -2,19 +2,25 @@
 
 Each batch of finished samples becomes one part (``write_part``): ``steps/NAME`` then ``samples/NAME``,
 each written whole to a temporary name and renamed. The local engine names its parts
-``part-NNNNN.parquet``, the Ray engine ``part-r<first input index>-<batch hash>.parquet``; readers take any
-``part-*.parquet``. A sample is finished when its row is in ``samples/``; the finalize pass
-(``evolens.io.repair``, run whenever a trace is opened) removes what a crash left half written. A crash
-therefore loses at most the samples in flight.
+``part-NNNNN-<8 random hex digits>.parquet`` (numbered on from the highest part number there, and unique
+even where two writers raced), the Ray engine ``part-r<first input index>-<batch hash>.parquet``; readers
+take any ``part-*.parquet``. A sample is finished when its row is in ``samples/``; the finalize pass
+(``evolens.io.repair``, run whenever a writer opens a trace) removes what a crash left half written. A crash
+therefore loses at most the samples in flight. One writer at a time: ``TraceWriter`` holds the folder's
+lock (``evolens.io.lock``) from ``open`` to ``close``; readers take no lock and change nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import uuid
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,12 +31,16 @@ import pyarrow.parquet as pq
 
 from evolens.errors import InputError, StorageError, UsageError
 from evolens.io.atomic import json_line, json_text, read_json, write_bytes, write_json
-from evolens.io.repair import PART_GLOB, finalize_trace, part_names
+from evolens.io.lock import TraceLock
+from evolens.io.repair import PART_GLOB, PartRepair, finalize_trace, part_names, read_part
 
 if TYPE_CHECKING:
     import torch
 
-PART = re.compile(r"^part-(\d+)\.parquet$")
+PART = re.compile(r"^part-(\d+)(?:-[0-9a-f]{8})?\.parquet$")
+"""The local engine's part names, with their number: ``part-00012-1f2e3d4c.parquet`` (in older traces
+``part-00012.parquet``)."""
+FAILURES = "failures.jsonl"
 SAFE_STEM = re.compile(r"[A-Za-z0-9._-]{1,120}")
 FLOAT_LIST = pa.list_(pa.float32())
 INT_LIST = pa.list_(pa.int32())
@@ -113,11 +123,13 @@ class TraceTables:
 
 
 class TraceWriter:
-    """Appends finished samples to a trace directory; see the module docstring for the guarantees."""
+    """Appends finished samples to a trace directory, holding its lock (``evolens.io.lock``) from ``open``
+    until ``close`` or the end of its ``with`` block; see the module docstring for the guarantees."""
 
-    def __init__(self, directory: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, directory: Path, meta: dict[str, Any], lock: TraceLock) -> None:
         self.directory = directory
         self.meta = meta
+        self.lock = lock
         self.finished: set[str] = finished_sample_ids(directory)
         self._next_part = 1 + max(
             _part_numbers(directory / "samples") | _part_numbers(directory / "steps") | {0}
@@ -125,28 +137,54 @@ class TraceWriter:
 
     @classmethod
     def open(cls, directory: str | Path, meta: dict[str, Any]) -> TraceWriter:
-        """Create ``directory`` or reopen it for the same settings (a different setting is a UsageError)."""
+        """Lock ``directory`` (created if needed) and create or reopen the trace there for the same settings.
+
+        Another writer holding it, or a different setting, is a ``UsageError``; the lock is released
+        whenever opening fails.
+        """
         directory = Path(directory)
+        _make_folders(directory)
+        lock = TraceLock.acquire(directory)
         try:
-            for sub in ("samples", "steps"):
-                (directory / sub).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageError(
-                f"cannot create the trace directory {directory}: {exc.strerror or exc}"
-            ) from exc
+            return cls._open_locked(directory, meta, lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @classmethod
+    def _open_locked(cls, directory: Path, meta: dict[str, Any], lock: TraceLock) -> TraceWriter:
+        _make_folders(directory, "samples", "steps")
         existing = read_json(directory / "meta.json")
         if existing is not None:
             _check_same_settings(directory, existing, meta)
             meta = {**meta, "created": existing.get("created", meta.get("created"))}
         write_json(directory / "meta.json", meta)
-        finalize_trace(directory)
-        return cls(directory, meta)
+        finalize_trace(directory, lock)
+        return cls(directory, meta, lock)
+
+    def close(self) -> None:
+        """Release the trace's lock; the writer writes no more (closing twice is fine)."""
+        self.lock.release()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def finalize(self) -> PartRepair:
+        """Run the finalize pass (``evolens.io.repair.finalize_trace``) under this writer's lock, e.g. after
+        other processes (the Ray engine's actors) wrote parts into the trace."""
+        return finalize_trace(self.directory, self._held_lock())
 
     def write(self, records: list[SampleRecord]) -> None:
         """Write one part holding ``records`` (hidden states first, then steps, then samples)."""
         if not records:
             return
-        write_part(self.directory, f"part-{self._next_part:05d}.parquet", records)
+        self._held_lock()
+        write_part(self.directory, f"part-{self._next_part:05d}-{uuid.uuid4().hex[:8]}.parquet", records)
         self._next_part += 1
         self.finished.update(record.sample_id for record in records)
 
@@ -154,7 +192,7 @@ class TraceWriter:
         """Each finished sample's (prompt, image_sha256) as traced: what tells a changed input apart."""
         found: dict[str, tuple[str, str | None]] = {}
         for path in sorted((self.directory / "samples").glob(PART_GLOB)):
-            table = pq.read_table(path, columns=["sample_id", "prompt", "image_sha256"]).to_pydict()
+            table = read_part(path, ["sample_id", "prompt", "image_sha256"]).to_pydict()
             for sample_id, prompt, sha in zip(
                 table["sample_id"], table["prompt"], table["image_sha256"], strict=True
             ):
@@ -170,12 +208,13 @@ class TraceWriter:
         removed = sorted(self.finished & set(sample_ids))
         if not removed:
             return []
+        self._held_lock()
         for name in sorted(part_names(self.directory / "samples") | part_names(self.directory / "steps")):
             for sub in ("samples", "steps"):
                 path = self.directory / sub / name
                 if not path.exists():
                     continue
-                table = pq.read_table(path)
+                table = read_part(path)
                 keep = pc.invert(pc.is_in(table.column("sample_id"), pa.array(removed)))
                 if not pc.all(keep).as_py():
                     write_bytes(path, _parquet_bytes(table.filter(keep)))
@@ -185,23 +224,47 @@ class TraceWriter:
         return removed
 
     def record_failure(self, sample_id: str, image: str | None, error: str) -> None:
-        """Append one failed input to failures.jsonl."""
-        line = json_line({"sample_id": sample_id, "image": image, "error": error})
+        """Append one failed input to failures.jsonl, as one whole line.
+
+        The line goes out in one ``os.write`` to the file opened for appending, then to disk (fsync): a kill
+        or a full disk can cut only that line short, never one before it, and a line written after a cut one
+        starts a line of its own, so the cut one is all that ``read_failures`` drops (its sample is then
+        neither finished nor failed, and traced again). Rewriting the whole file for each failure would rule
+        out the cut line, but costs quadratic time on a dataset of broken images.
+        """
+        path = self.directory / FAILURES
+        self._held_lock()
+        line = json_line({"sample_id": sample_id, "image": image, "error": error}).encode("utf-8")
         try:
-            with open(self.directory / "failures.jsonl", "a", encoding="utf-8") as handle:
-                handle.write(line)
+            descriptor = os.open(
+                path, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0), 0o666
+            )
+            try:
+                if not _ends_a_line(descriptor):
+                    line = b"\n" + line  # the last line was cut short: keep it apart from this one
+                if os.write(descriptor, line) != len(line):
+                    raise OSError(f"only part of a line was written to {path} (is the disk full?)")
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
         except OSError as exc:
-            raise StorageError(
-                f"cannot write {self.directory / 'failures.jsonl'}: {exc.strerror or exc}"
-            ) from exc
+            raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
     def forget_failures(self, sample_ids: set[str]) -> None:
-        """Drop earlier failures of samples about to be retried (failures.jsonl lists the latest outcome)."""
-        path = self.directory / "failures.jsonl"
+        """Drop earlier failures of samples about to be retried (failures.jsonl lists the latest outcome);
+        the file is rewritten whole (atomically), which also drops a line a kill cut short."""
+        path = self.directory / FAILURES
         if not path.exists():
             return
+        self._held_lock()
         kept = [line for line in read_failures(self.directory) if line.get("sample_id") not in sample_ids]
         write_bytes(path, "".join(json_line(line) for line in kept).encode())
+
+    def _held_lock(self) -> TraceLock:
+        """The writer's lock; writing after ``close`` is a bug (nothing would keep another writer out)."""
+        if not self.lock.held:
+            raise RuntimeError(f"the writer of {self.directory} is closed")
+        return self.lock
 
 
 def write_part(directory: Path, name: str, records: list[SampleRecord]) -> None:
@@ -243,16 +306,51 @@ def finished_sample_ids(directory: str | Path) -> set[str]:
     folder = Path(directory) / "samples"
     ids: set[str] = set()
     for path in sorted(folder.glob(PART_GLOB)) if folder.is_dir() else []:
-        ids.update(pq.read_table(path, columns=["sample_id"]).column("sample_id").to_pylist())
+        ids.update(read_part(path, ["sample_id"]).column("sample_id").to_pylist())
     return ids
 
 
 def read_failures(directory: str | Path) -> list[dict[str, Any]]:
-    """The objects of failures.jsonl (empty when there is none)."""
-    path = Path(directory) / "failures.jsonl"
+    """The failures in failures.jsonl (empty when there is none).
+
+    A line that is not a whole failure record (one that a kill or a full disk cut short) is dropped with a
+    warning naming it, so that it never blocks a rerun; the writer's next rewrite leaves it out.
+    """
+    path = Path(directory) / FAILURES
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    failures = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        failure = _failure(line)
+        if failure is None:
+            warnings.warn(
+                f"{path}: line {number} is not a whole failure record (cut short by a kill or a full "
+                "disk?); dropped",
+                stacklevel=2,
+            )
+        else:
+            failures.append(failure)
+    return failures
+
+
+def _failure(line: bytes) -> dict[str, Any] | None:
+    """One line of failures.jsonl as its object, or None when it is not a whole failure record."""
+    try:
+        failure = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return failure if isinstance(failure, dict) and "sample_id" in failure else None
+
+
+def _ends_a_line(descriptor: int) -> bool:
+    """Whether the file open at ``descriptor`` is empty or ends with a newline."""
+    size = os.fstat(descriptor).st_size
+    if size == 0:
+        return True
+    os.lseek(descriptor, size - 1, os.SEEK_SET)
+    return os.read(descriptor, 1) == b"\n"
 
 
 def read_trace(directory: str | Path) -> TraceTables:
@@ -269,7 +367,7 @@ def read_trace(directory: str | Path) -> TraceTables:
 
 def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
     paths = sorted(folder.glob(PART_GLOB))
-    tables = [pq.read_table(path) for path in paths]
+    tables = [read_part(path) for path in paths]
     if not tables:
         return schema.empty_table().to_pandas()
     # parts written by an earlier evolens may lack a newer column (e.g. "group"): it reads as null there
@@ -279,6 +377,15 @@ def _read_parts(folder: Path, schema: pa.Schema) -> pd.DataFrame:
 def _part_numbers(folder: Path) -> set[int]:
     found = (PART.match(path.name) for path in folder.iterdir()) if folder.is_dir() else ()
     return {int(match.group(1)) for match in found if match}
+
+
+def _make_folders(directory: Path, *subfolders: str) -> None:
+    """Create the trace ``directory`` (with its parents) and its ``subfolders``."""
+    try:
+        for folder in (directory, *(directory / sub for sub in subfolders)):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the trace directory {directory}: {exc.strerror or exc}") from exc
 
 
 def _check_same_settings(directory: Path, existing: dict[str, Any], meta: dict[str, Any]) -> None:

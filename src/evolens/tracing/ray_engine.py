@@ -33,7 +33,6 @@ from typing import Any, TypeVar
 from evolens.data.arrow import decode_images
 from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import EvolensError, UsageError
-from evolens.io.repair import finalize_trace
 from evolens.io.store import TraceWriter, finished_sample_ids, read_failures
 from evolens.models.load import BUILTIN, load_model
 from evolens.models.loaded import LoadedModel
@@ -145,24 +144,27 @@ def trace_on_ray(
     )
     samples = resolve_samples(images, prompt, limit=limit)
     load = _loader(model, device, dtype)
-    with _cluster(options):
-        _check_resources(options, gpus)
-        probe = ray.remote(_model_meta).options(num_cpus=options.cpus_per_actor, num_gpus=gpus, max_retries=0)
-        meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, settings)))
-        check_inputs_fit(meta["model"], vision, samples)
-        writer = TraceWriter.open(out, meta)
-        result, left = remaining_work(writer, samples, exclusive)
-        position = {s.sample_id: index for index, s in enumerate(samples)}
-        todo = [(position[s.sample_id], s) for s in left]
-        if todo:
-            by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
-            cut = batches(left, batch_size)  # the local engine's batches
-            manifest = writer.directory.absolute() / "ray" / "manifest.parquet"
-            write_manifest(manifest, [[by_id[s.sample_id] for s in batch] for batch in cut])
-            dataset = _dataset(manifest, load, settings, writer, options, gpus, device)
-            _collect_outcomes(dataset, writer, len(todo), progress)
-    finalize_trace(writer.directory)
-    shutil.rmtree(writer.directory / "ray", ignore_errors=True)
+    with contextlib.ExitStack() as held:  # the trace's lock, from opening it to the last finalize pass
+        with _cluster(options):
+            _check_resources(options, gpus)
+            probe = ray.remote(_model_meta).options(
+                num_cpus=options.cpus_per_actor, num_gpus=gpus, max_retries=0
+            )
+            meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, settings)))
+            check_inputs_fit(meta["model"], vision, samples)
+            writer = held.enter_context(TraceWriter.open(out, meta))
+            result, left = remaining_work(writer, samples, exclusive)
+            position = {s.sample_id: index for index, s in enumerate(samples)}
+            todo = [(position[s.sample_id], s) for s in left]
+            if todo:
+                by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
+                cut = batches(left, batch_size)  # the local engine's batches
+                manifest = writer.directory.absolute() / "ray" / "manifest.parquet"
+                write_manifest(manifest, [[by_id[s.sample_id] for s in batch] for batch in cut])
+                dataset = _dataset(manifest, load, settings, writer, options, gpus, device)
+                _collect_outcomes(dataset, writer, len(todo), progress)
+        writer.finalize()
+        shutil.rmtree(writer.directory / "ray", ignore_errors=True)
     return _result(result, [s for _, s in todo])
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from evolens.data.images import file_sha256, load_image
+from evolens.data.images import file_sha256, image_sha256, load_image
 from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import InputError, UsageError
 from evolens.io.store import SampleRecord, TraceWriter, read_failures
@@ -135,15 +135,15 @@ def trace(
         model = load_model(model, device=device, dtype=dtype)
     check_inputs_fit(model.name, model.adapter.vision, samples)
     tracer = Tracer(model, settings)
-    writer = TraceWriter.open(out, trace_meta(model, settings, tracer.lens))
-    result, todo = remaining_work(writer, samples, exclusive)
-    callback = progress if callable(progress) else None
-    with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
-        for batch in batches(todo, batch_size):
-            records = tracer.trace_samples(batch, on_failure=writer.record_failure)
-            writer.write(records)
-            result.traced.extend(r.sample_id for r in records)
-            report.advance(len(batch), tokens=sum(len(r.token_ids) for r in records))
+    with TraceWriter.open(out, trace_meta(model, settings, tracer.lens)) as writer:
+        result, todo = remaining_work(writer, samples, exclusive)
+        callback = progress if callable(progress) else None
+        with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
+            for batch in batches(todo, batch_size):
+                records = tracer.trace_samples(batch, on_failure=writer.record_failure)
+                writer.write(records)
+                result.traced.extend(r.sample_id for r in records)
+                report.advance(len(batch), tokens=sum(len(r.token_ids) for r in records))
     result.failures = [
         f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
     ]
@@ -229,6 +229,7 @@ class Tracer:
             return []
         chosen = [sample for sample, _ in readable]
         images = [image for _, image in readable]
+        hashes = [image_sha256(sample.image, image) for sample, image in readable]  # what is traced
         try:
             inputs = self.loaded.build_inputs(
                 [s.prompt for s in chosen], images if any(i is not None for i in images) else None
@@ -241,7 +242,10 @@ class Tracer:
             on_failure(chosen[0].sample_id, _path_text(chosen[0].image), f"cannot build the input: {exc}")
             return []
         recorder = self.generate(inputs, [s.sample_id for s in chosen])
-        return [self._record(sample, recorder, row) for row, sample in enumerate(chosen)]
+        return [
+            self._record(sample, recorder, row, sha)
+            for row, (sample, sha) in enumerate(zip(chosen, hashes, strict=True))
+        ]
 
     def generate(self, inputs: Any, sample_ids: list[str]) -> BatchRecorder:
         """Run ``generate`` on one left-padded batch with the hooks on; returns the per-row records."""
@@ -264,12 +268,12 @@ class Tracer:
         return_freed_memory()
         return recorder
 
-    def _record(self, sample: Sample, recorder: BatchRecorder, row: int) -> SampleRecord:
+    def _record(self, sample: Sample, recorder: BatchRecorder, row: int, sha256: str | None) -> SampleRecord:
         token_ids = recorder.token_ids(row)
         return SampleRecord(
             sample_id=sample.sample_id,
             image=_path_text(sample.image),
-            image_sha256=None if sample.image is None else file_sha256(sample.image),
+            image_sha256=sha256,
             prompt=sample.prompt,
             text=self.loaded.decode(token_ids),
             token_ids=token_ids,
