@@ -1,5 +1,6 @@
 """The Ray engine on a real local Ray cluster (4 logical CPUs): the same trace as the local engine, and
-exactly once per sample when the driver is killed, when an actor dies mid-batch, and on rerun.
+exactly once per sample when the driver is killed, when an actor dies mid-batch, and on rerun; a batch that
+kills its actor every time fails alone, within the retries; an output folder the actors do not see refused.
 
 The cluster lives for the module and every process it started must be gone after ``ray.shutdown``.
 """
@@ -11,6 +12,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -30,6 +32,7 @@ from evolens.data.resolve import resolve_samples
 from evolens.errors import ModelLoadError, NumericalError, UsageError
 from evolens.io.store import finished_sample_ids, read_failures, read_trace
 from evolens.models import LoadedModel, load_model
+from evolens.tracing import ray_engine
 from evolens.tracing.ray_engine import RayOptions, trace_on_ray
 from evolens.tracing.recorder import HiddenSelection
 from evolens.tracing.tracer import trace
@@ -249,6 +252,82 @@ def test_an_error_in_an_actor_stops_the_run_in_one_line_and_the_rerun_traces_the
     assert_same_trace(tmp_path / "local", out)
 
 
+DYING_DRIVER = """
+import json, os, sys
+from evolens.models.load import load_model
+from evolens.tracing.ray_engine import RayOptions, trace_on_ray
+
+args = json.loads(sys.argv[1])
+
+
+def model_that_kills_its_actor():
+    # the actor's process ends at once on the batch asking args["deadly"], as under the OOM killer
+    loaded = load_model(args["model"])
+    build_inputs = loaded.build_inputs
+
+    def build_or_die(prompts, images):
+        if args["deadly"] in prompts:
+            os._exit(1)
+        return build_inputs(prompts, images)
+
+    loaded.build_inputs = build_or_die
+    return loaded
+
+
+options = RayOptions(address=args["address"], actors=2, max_retries=1, max_restarts=1)
+result = trace_on_ray(model_that_kills_its_actor, None, args["prompts"], out=args["out"], max_new_tokens=4,
+                      batch_size=2, options=options)
+print(json.dumps({"traced": result.traced, "failures": result.failures}))
+"""
+
+
+@pytest.mark.slow
+def test_a_batch_that_kills_its_actor_every_time_fails_alone_within_the_retries(
+    ray_cluster: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The driver runs in a subprocess with a deadline: without bounded retries it never ends."""
+    out = tmp_path / "trace"
+    args = {
+        "model": str(tiny_model_dir),
+        "prompts": PROMPTS,
+        "out": str(out),
+        "address": ray_cluster,
+        "deadly": PROMPTS[3],  # batches of 2: PROMPTS[2:4] is the batch that dies
+    }
+    run = subprocess.run(
+        [sys.executable, "-c", DYING_DRIVER, json.dumps(args)], capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.splitlines()[-1])
+    doomed = {prompt_id(p) for p in PROMPTS[2:4]}
+    assert {f["sample_id"] for f in result["failures"]} == doomed
+    for failure in result["failures"]:  # max_retries=1: traced twice, died twice
+        assert failure["error"].startswith(
+            f"the actor tracing this batch died 2 times (node {socket.gethostname()}): out of memory"
+        ), failure
+    assert sorted(result["traced"]) == sorted(prompt_id(p) for p in PROMPTS if prompt_id(p) not in doomed)
+    assert read_failures(out) == result["failures"]
+    assert finished_sample_ids(out) == set(result["traced"])
+    assert not (out / "ray").exists()
+
+
+def test_an_output_folder_the_actors_do_not_see_is_refused_in_one_line(
+    ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The driver's marker is not where the actors look, as on a node whose DIR is a folder of its own."""
+    monkeypatch.setattr(ray_engine, "write_marker", lambda path, token: path)
+    out = tmp_path / "t"
+    ray_flags = ["--engine", "ray", "--ray-address", ray_cluster]
+    code = main(["trace", "--model", "demo-text", "--prompt", "Hi", "--out", str(out), *ray_flags])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evolens:")]
+    assert code == 2 and errors == [
+        f"evolens: error: the output folder {out.absolute()} is not shared between the driver and node "
+        f"{socket.gethostname()} (actors must write where the driver reads: use shared storage, see "
+        "docs/scale-out.md)"
+    ], errors
+    assert not finished_sample_ids(out)
+
+
 def test_user_errors_from_the_cluster_are_one_line(ray_cluster: str, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"^unknown model 'no-such-model'"):
         trace_on_ray("no-such-model", None, "Hello?", out=tmp_path / "t")
@@ -261,10 +340,17 @@ def test_user_errors_from_the_cluster_are_one_line(ray_cluster: str, tmp_path: P
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--actors", "2"], "--ray-address, --actors, --gpus-per-actor, --cpus-per-actor need --engine ray"),
+        (
+            ["--actors", "2"],
+            "--ray-address, --actors, --gpus-per-actor, --cpus-per-actor, --max-retries, --max-restarts need "
+            "--engine ray",
+        ),
+        (["--max-retries", "1"], "--max-restarts need --engine ray"),
         (["--engine", "spark"], "--engine spark: use local or ray"),
         (["--engine", "ray", "--actors", "0"], "--actors must be at least 1 (got 0)"),
         (["--engine", "ray", "--cpus-per-actor", "0"], "--cpus-per-actor must be above 0"),
+        (["--engine", "ray", "--max-retries", "-1"], "--max-retries must be 0 or more (got -1)"),
+        (["--engine", "ray", "--max-restarts", "-1"], "--max-restarts must be 0 or more (got -1)"),
         (["--engine", "ray", "--device", "cuda:1"], "with the Ray engine use --device cuda"),
         (["--engine", "ray", "--gpus-per-actor", "1"], "--gpus-per-actor 1 needs --device cuda"),
     ],

@@ -18,9 +18,12 @@ from tests.run.conftest import tiny_run_config
 
 def test_engine_and_ray_keys(tmp_path: Path) -> None:
     config_file = tmp_path / "run.yaml"
-    config_file.write_text("data: {source: shapes}\nengine: ray\nray: {actors: 3, gpus_per_actor: 0.5}\n")
+    config_file.write_text(
+        "data: {source: shapes}\nengine: ray\nray: {actors: 3, gpus_per_actor: 0.5, max_retries: 1}\n"
+    )
     config = load_config(config_file)
     assert config.engine == "ray" and config.ray.actors == 3 and config.ray.gpus_per_actor == 0.5
+    assert config.ray.max_retries == 1 and config.ray.max_restarts == 3
     assert config.ray.address is None and config.ray.cpus_per_actor == 1.0
     assert load_config(None, {"data.source": "shapes"}).engine == "local"
     assert config.fingerprint("trace") == load_config(None, {"data.source": "shapes"}).fingerprint("trace")
@@ -28,6 +31,7 @@ def test_engine_and_ray_keys(tmp_path: Path) -> None:
         ("engine: spark\n", r"engine: input should be 'local' or 'ray'"),
         ("ray: {actors: 0}\n", r"ray\.actors: input should be greater than or equal to 1"),
         ("ray: {cpus_per_actor: 0}\n", r"ray\.cpus_per_actor: input should be greater than 0"),
+        ("ray: {max_retries: -1}\n", r"ray\.max_retries: input should be greater than or equal to 0"),
         ("ray: {actor: 2}\n", r"ray\.actor: unknown key \(did you mean 'actors'\?\)"),
     ]:
         config_file.write_text("data: {source: shapes}\n" + text)

@@ -70,6 +70,13 @@ def trace_command(
         float | None, typer.Option(help="--engine ray: GPUs per actor (default 1 with --device cuda).")
     ] = None,
     cpus_per_actor: Annotated[float, typer.Option(help="--engine ray: logical CPUs per actor.")] = 1.0,
+    max_retries: Annotated[
+        int,
+        typer.Option(help="--engine ray: times a batch is traced again after its actor died; then it fails."),
+    ] = 3,
+    max_restarts: Annotated[
+        int, typer.Option(help="--engine ray: times Ray restarts an actor that died.")
+    ] = 3,
 ) -> None:
     """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
     from rich.console import Console
@@ -78,7 +85,15 @@ def trace_command(
     from evolens.tracing.tracer import trace
 
     hidden = HiddenSelection.parse(hidden_steps, hidden_layers) if keep_hidden else False
-    engine_trace = trace_engine(engine, ray_address, actors, gpus_per_actor, cpus_per_actor) or trace
+    cluster = {
+        "address": ray_address,
+        "actors": actors,
+        "gpus_per_actor": gpus_per_actor,
+        "cpus_per_actor": cpus_per_actor,
+        "max_retries": max_retries,
+        "max_restarts": max_restarts,
+    }
+    engine_trace = trace_engine(engine, cluster) or trace
     result = engine_trace(
         model,
         images,
@@ -111,19 +126,28 @@ def trace_command(
         raise typer.Exit(1)
 
 
-def trace_engine(
-    engine: str, address: str | None, actors: int, gpus_per_actor: float | None, cpus_per_actor: float
-) -> Callable[..., Any] | None:
-    """``trace_on_ray`` bound to the cluster options for ``--engine ray``; None for the local engine."""
+RAY_FLAGS: dict[str, tuple[str, Any]] = {
+    "address": ("--ray-address", None),
+    "actors": ("--actors", 1),
+    "gpus_per_actor": ("--gpus-per-actor", None),
+    "cpus_per_actor": ("--cpus-per-actor", 1.0),
+    "max_retries": ("--max-retries", 3),
+    "max_restarts": ("--max-restarts", 3),
+}
+"""The Ray engine's flags by ``RayOptions`` field, with their defaults (the local engine takes none)."""
+
+
+def trace_engine(engine: str, cluster: dict[str, Any]) -> Callable[..., Any] | None:
+    """``trace_on_ray`` bound to the ``cluster`` options (``RayOptions`` fields) for ``--engine ray``; None
+    for the local engine."""
     from evolens.errors import UsageError
 
     if engine == "local":
-        if address is not None or actors != 1 or gpus_per_actor is not None or cpus_per_actor != 1.0:
-            raise UsageError("--ray-address, --actors, --gpus-per-actor, --cpus-per-actor need --engine ray")
+        if any(cluster[name] != default for name, (_, default) in RAY_FLAGS.items()):
+            raise UsageError(", ".join(flag for flag, _ in RAY_FLAGS.values()) + " need --engine ray")
         return None
     if engine != "ray":
         raise UsageError(f"--engine {engine}: use local or ray")
     from evolens.tracing.ray_engine import RayOptions, trace_on_ray
 
-    options = RayOptions(address, actors, gpus_per_actor, cpus_per_actor)
-    return functools.partial(trace_on_ray, options=options)
+    return functools.partial(trace_on_ray, options=RayOptions(**cluster))

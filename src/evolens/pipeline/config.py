@@ -125,6 +125,10 @@ class RayConfig(Section):
     gpus_per_actor: float | None = Field(default=None, ge=0)
     """GPUs per actor (fractions share a GPU); left out, 1 with a CUDA device, else 0."""
     cpus_per_actor: float = Field(default=1.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    """Times a batch is traced again after its actor died (out of memory, a crash); then its inputs fail."""
+    max_restarts: int = Field(default=3, ge=0)
+    """Times Ray restarts an actor that died."""
 
 
 class RunConfig(Section):

@@ -6,7 +6,9 @@ local engine; a trace started by one engine can be continued by the other. The d
 1. connects to the cluster (``RayOptions.address``) or starts a local one, and checks that the actors fit;
 2. loads the model once in a Ray task for meta.json (a different model or setting than an existing trace is
    refused, as with the local engine) and opens the trace, which runs the finalize pass;
-3. writes the samples not finished yet as a Parquet manifest (``DIR/ray/manifest.parquet``) and runs
+3. writes a marker file that every actor must see (``DIR/ray/driver-<token>``: the trace directory is on
+   storage the actors share), the samples not finished yet as a Parquet manifest
+   (``DIR/ray/manifest.parquet``) and runs
    ``read_parquet -> decode_images (CPU tasks) -> TraceActor (ActorPoolStrategy(size=actors))``
    (``evolens.tracing.ray_stages``); each actor commits its batches to the trace directory itself;
 4. records failed inputs in failures.jsonl as their outcomes arrive, and at the end runs the finalize pass
@@ -14,6 +16,11 @@ local engine; a trace started by one engine can be continued by the other. The d
 
 Exactly once: a batch is one part, committed by its samples file, and Ray retries a batch whose actor died
 (it rewrites the same part). Rerun after any crash and only the samples without a committed row are traced.
+
+Bounded: Ray restarts an actor at most ``RayOptions.max_restarts`` times and retries a batch whose actor died
+at most ``RayOptions.max_retries`` times. A batch that kills its actor that often ends Ray Data's run; its
+samples are recorded as failed, and the batches without an outcome run again on a new actor pool
+(``_trace_batches``).
 """
 
 from __future__ import annotations
@@ -24,7 +31,9 @@ import functools
 import logging
 import math
 import os
+import secrets
 import shutil
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +47,15 @@ from evolens.models.load import BUILTIN, load_model
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.lens_spec import LensSpec
 from evolens.tracing.progress import Progress, ProgressCallback
-from evolens.tracing.ray_stages import ModelLoader, TraceActor, write_manifest
+from evolens.tracing.ray_stages import (
+    ModelLoader,
+    TraceActor,
+    attempt_node,
+    attempts,
+    part_name,
+    write_manifest,
+    write_marker,
+)
 from evolens.tracing.recorder import HiddenSelection
 from evolens.tracing.tracer import (
     TraceResult,
@@ -69,12 +86,19 @@ class RayOptions:
         actors: tracer actors, each with its own copy of the model.
         gpus_per_actor: GPUs per actor (fractions share a GPU); None: 1 with a CUDA device, else 0.
         cpus_per_actor: logical CPUs per actor (fractions allowed); on CPU also its torch threads.
+        max_retries: times Ray traces a batch again after its actor died (Ray's ``max_task_retries``);
+            a batch whose actor dies more often is listed as failed.
+        max_restarts: times Ray restarts an actor that died (Ray's ``max_restarts``), bounded: an actor
+            that dies while it loads the model would otherwise be restarted forever. An actor out of
+            restarts ends Ray Data's run; the batches left run again on new actors.
     """
 
     address: str | None = None
     actors: int = 1
     gpus_per_actor: float | None = None
     cpus_per_actor: float = 1.0
+    max_retries: int = 3
+    max_restarts: int = 3
 
     def __post_init__(self) -> None:
         if self.actors < 1:
@@ -83,6 +107,16 @@ class RayOptions:
             raise UsageError(f"--cpus-per-actor must be above 0 (got {self.cpus_per_actor})")
         if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
             raise UsageError(f"--gpus-per-actor must be 0 or more (got {self.gpus_per_actor})")
+        if self.max_retries < 0:
+            raise UsageError(f"--max-retries must be 0 or more (got {self.max_retries})")
+        if self.max_restarts < 0:
+            raise UsageError(f"--max-restarts must be 0 or more (got {self.max_restarts})")
+
+    @property
+    def deaths_per_batch(self) -> int:
+        """How many times a batch may kill its actor before it is listed as failed: Ray gives up on it after
+        ``max_retries`` retries, or when its actor is out of its ``max_restarts`` restarts."""
+        return min(self.max_retries, self.max_restarts) + 1
 
     def actor_gpus(self, device: str) -> float:
         """GPUs each actor asks Ray for, checked against the device the model goes to."""
@@ -159,25 +193,110 @@ def trace_on_ray(
             if todo:
                 by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
                 cut = batches(left, batch_size)  # the local engine's batches
-                manifest = writer.directory.absolute() / "ray" / "manifest.parquet"
-                write_manifest(manifest, [[by_id[s.sample_id] for s in batch] for batch in cut])
-                dataset = _dataset(manifest, load, settings, writer, options, gpus, device)
-                _collect_outcomes(dataset, writer, len(todo), progress)
+                pool = _Pool(load, settings, writer, options, gpus, device)
+                _trace_batches(pool, [[by_id[s.sample_id] for s in batch] for batch in cut], progress)
         writer.finalize()
         shutil.rmtree(writer.directory / "ray", ignore_errors=True)
     return _result(result, [s for _, s in todo])
 
 
-def _collect_outcomes(
-    dataset: Any, writer: TraceWriter, total: int, progress: bool | ProgressCallback
-) -> None:
-    """Run ``dataset`` to the end, recording each failed input as its outcome arrives."""
+Batch = list[tuple[int, Sample]]
+"""One of the local engine's batches as ``(input index, sample)`` pairs: a manifest row, a part."""
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """What every run of the actor pool needs, and the folder of this trace run (``DIR/ray``: the
+    manifest, the driver's marker and the actors' attempt files; removed at the end)."""
+
+    load: ModelLoader
+    settings: TraceSettings
+    writer: TraceWriter
+    options: RayOptions
+    gpus: float
+    device: str
+    token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(8))
+
+    @property
+    def folder(self) -> Path:
+        return self.writer.directory.absolute() / "ray"
+
+    @property
+    def marker(self) -> Path:
+        return self.folder / f"driver-{self.token}"
+
+    @property
+    def attempts(self) -> Path:
+        return self.folder / f"attempts-{self.token}"
+
+
+def _trace_batches(pool: _Pool, batches: list[Batch], progress: bool | ProgressCallback) -> None:
+    """Trace ``batches`` on the actor pool, recording each failed input as its outcome arrives.
+
+    A run of the pool over the batches left ends early when a batch killed its actor past Ray's retries
+    (``_run_pool``); the next run starts new actors. Each run that does not end the trace gets outcomes,
+    lists a batch as failed or spends one of a batch's ``RayOptions.deaths_per_batch``, so the runs are
+    bounded."""
+    write_marker(pool.marker, pool.token)
+    total = sum(len(batch) for batch in batches)
     callback = progress if callable(progress) else None
     with Progress("trace", total, enabled=progress is not False, callback=callback) as report:
-        for outcome in _outcomes(dataset):
+        left = batches
+        while left:
+            left = _run_pool(pool, left, report)
+
+
+def _run_pool(pool: _Pool, batches: list[Batch], report: Progress) -> list[Batch]:
+    """One Ray Data run of the actor pool over ``batches``; the batches to run again (none when it ran to
+    the end, see ``_after_death`` otherwise)."""
+    done: set[str] = set()
+    tried = sum(len(attempts(pool.attempts).get(_part(batch), [])) for batch in batches)
+    try:
+        for outcome in _outcomes(_dataset(pool, batches)):
             if outcome["error"] is not None:
-                writer.record_failure(outcome["sample_id"], outcome["image"], outcome["error"])
+                pool.writer.record_failure(outcome["sample_id"], outcome["image"], outcome["error"])
+            done.add(outcome["sample_id"])
             report.advance(1, tokens=outcome["tokens"])
+    except _ray().exceptions.RayActorError as death:
+        return _after_death(pool, batches, done, tried, report, death)
+    return []
+
+
+def _after_death(
+    pool: _Pool, batches: list[Batch], done: set[str], tried: int, report: Progress, death: Exception
+) -> list[Batch]:
+    """After Ray gave up on a batch (``death``): list the batches that killed their actors
+    ``RayOptions.deaths_per_batch`` times as failed, and return the others without outcomes, to run again.
+    A run that traced nothing at all (no outcome, no new attempt: actors that die while they start) ends the
+    trace with Ray's error instead, as nothing says that the next run would fare better."""
+    left = [batch for batch in batches if any(sample.sample_id not in done for _, sample in batch)]
+    tries = attempts(pool.attempts)
+    if not done and sum(len(tries.get(_part(batch), [])) for batch in left) == tried:
+        raise death
+    finished = finished_sample_ids(pool.writer.directory)
+    failed = {part for part, files in tries.items() if len(files) >= pool.options.deaths_per_batch}
+    for batch in (batch for batch in left if _part(batch) in failed):
+        reason = _death_reason([attempt_node(attempt) for attempt in tries[_part(batch)]])
+        for _, sample in batch:
+            if sample.sample_id not in finished:  # else committed before its actor died
+                image = None if sample.image is None else str(sample.image)
+                pool.writer.record_failure(sample.sample_id, image, reason)
+        report.advance(len(batch))
+    return [batch for batch in left if _part(batch) not in failed]
+
+
+def _part(batch: Batch) -> str:
+    """The part ``batch`` commits to (``ray_stages.part_name``), which names its attempt files."""
+    return part_name([index for index, _ in batch], [sample.sample_id for _, sample in batch])
+
+
+def _death_reason(nodes: list[str]) -> str:
+    """The failure recorded for each sample of a batch that killed its actor on ``nodes`` (one per try)."""
+    where = ", ".join(sorted(set(nodes)))
+    return (
+        f"the actor tracing this batch died {len(nodes)} times (node {where}): out of memory, a crash or a "
+        "fatal CUDA error; the Ray logs of the node say which (/tmp/ray/session_latest/logs)"
+    )
 
 
 def _ray() -> Any:
@@ -273,46 +392,60 @@ def _model_meta(load: ModelLoader, settings: TraceSettings) -> tuple[dict[str, A
     return trace_meta(loaded, settings), loaded.adapter.vision
 
 
-def _dataset(
-    manifest: Path,
-    load: ModelLoader,
-    settings: TraceSettings,
-    writer: TraceWriter,
-    options: RayOptions,
-    gpus: float,
-    device: str,
-) -> Any:
+def _dataset(pool: _Pool, batches: list[Batch]) -> Any:
     """manifest (one row per batch) -> decoded images -> traced and committed by the actor pool."""
     ray = _ray()
+    manifest = write_manifest(pool.folder / "manifest.parquet", batches)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
     context.raise_original_map_exception = True  # an EvolensError in an actor reaches the driver as itself
+    context.max_errored_blocks = 0  # a batch Ray gave up on ends the run: _run_pool decides what follows
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
-    threads = max(1, int(options.cpus_per_actor)) if gpus == 0 and device == "cpu" else None
-    return (
+    # "Dataset execution will now abort" with Ray's traceback: _run_pool says what happens next
+    logging.getLogger("ray.data._internal.execution.streaming_executor_state").setLevel(logging.CRITICAL)
+    decoded = (
         ray.data.read_parquet(str(manifest))
         .repartition(target_num_rows_per_block=1)  # a block per batch: per-batch progress and retries
         .map_batches(
             decode_images, batch_size=1, batch_format="pyarrow", num_cpus=DECODE_CPUS, memory=DECODE_MEMORY
         )
-        .map_batches(
+    )
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates map_batches' **ray_remote_args (removal announced for 2.64) but has no named
+        # parameter for max_restarts and max_task_retries yet
+        warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated", DeprecationWarning)
+        return decoded.map_batches(
             TraceActor,
             batch_size=1,
             batch_format="pyarrow",
-            fn_constructor_kwargs={
-                "load": load,
-                "settings": settings,
-                "out": str(writer.directory.absolute()),
-                "meta": writer.meta,
-                "threads": threads,
-            },
-            compute=ray.data.ActorPoolStrategy(size=options.actors),
-            num_cpus=options.cpus_per_actor,
-            num_gpus=gpus,
+            fn_constructor_kwargs=_actor_arguments(pool),
+            # one batch at a time per actor: a batch queued behind one that kills the actor would spend
+            # its retries on deaths not its own
+            compute=ray.data.ActorPoolStrategy(
+                size=min(pool.options.actors, len(batches)), max_tasks_in_flight_per_actor=1
+            ),
+            num_cpus=pool.options.cpus_per_actor,
+            num_gpus=pool.gpus,
+            max_restarts=pool.options.max_restarts,
+            max_task_retries=pool.options.max_retries,
         )
-    )
+
+
+def _actor_arguments(pool: _Pool) -> dict[str, Any]:
+    """``TraceActor``'s constructor arguments."""
+    cpu_only = pool.gpus == 0 and pool.device == "cpu"
+    return {
+        "load": pool.load,
+        "settings": pool.settings,
+        "out": str(pool.writer.directory.absolute()),
+        "meta": pool.writer.meta,
+        "marker": str(pool.marker),
+        "token": pool.token,
+        "attempts": str(pool.attempts),
+        "threads": max(1, int(pool.options.cpus_per_actor)) if cpu_only else None,
+    }
 
 
 def _outcomes(dataset: Any) -> Iterator[dict[str, Any]]:
@@ -334,7 +467,14 @@ def _reraise_user_error(call: Callable[[], Result]) -> Result:
         cause = _user_error(exc)
         if cause is None:
             raise
-        raise cause from None
+        raise _first_line(cause) from None
+
+
+def _first_line(error: EvolensError) -> EvolensError:
+    """``error`` with the first line of its message only: Ray Data appends its retry advice to an exception
+    raised in a map function, and an evolens error is one line (``evolens.errors``)."""
+    error.args = (str(error).split("\n", 1)[0],)
+    return error
 
 
 def _user_error(exc: BaseException) -> EvolensError | None:
