@@ -7,8 +7,8 @@ finished here (``metrics.*_from_sums``). No (G, L+1, V) log-probabilities or pro
 stored, and no Python loop runs over layers.
 
 The sweeps run in one of three backends (``sweep.SweepBackend``), chosen once when the engine is made
-(``choose_sweeps``): on the CPU the numba kernels (``evolens.tracing.sweep_numba``; 1.2x the lens matmul
-per step on the demo where the eager sweeps take 2.4x, ``benchmarks/sweep_settings.py``), on CUDA the
+(``choose_sweeps``): on the CPU the numba kernels (``evolens.tracing.sweep_numba``; a whole step costs 1.3x the lens
+matmul on the demo where the eager sweeps take 2.0x, ``benchmarks/sweep_settings.py``), on CUDA the
 sweeps compiled by ``torch.compile`` (one fused kernel per chunk), and the eager PyTorch sweeps, which
 are the reference and the fallback wherever the others are missing or fail (with a warning).
 ``EVOLENS_NATIVE=0`` keeps the CPU on the eager sweeps; ``EVOLENS_COMPILE=1`` compiles them on any device.
@@ -47,8 +47,10 @@ DEVICE_CHUNK_ENTRIES = 2**24
 path's temporaries take 576 MiB at most (``SWEEP_BYTES_PER_ENTRY``)."""
 
 MAX_BYTES = {"cpu": 64 * 2**20}
-"""Default memory budget of the logits buffer and the sweep's buffers by device type: on the CPU a few rows
-per group already keep the unembedding matmul efficient, and the memory a trace adds stays small."""
+"""Default memory budget of the logits buffer and the sweep's buffers by device type. On the CPU 64 MiB holds
+a batch of 8 rows of the demo (31 x 49,152 fp32 logits each) in one group: the lens matmul of 124 states
+costs 1.18x per state what 248 states cost (``benchmarks/sweep_settings.py``), and with a 32 MiB budget the
+demo's trace took 1.27x the floor instead of 1.02x (``benchmarks/trace_overhead.py``)."""
 DEVICE_MAX_BYTES = 512 * 2**20
 """Default memory budget on accelerators (one group for a whole batch of a 7B model)."""
 MIN_GROUP_STATES = 128
