@@ -7,10 +7,10 @@ finished here (``metrics.*_from_sums``). No (G, L+1, V) log-probabilities or pro
 stored, and no Python loop runs over layers.
 
 The sweeps run in one of three backends (``sweep.SweepBackend``), chosen once when the engine is made
-(``choose_sweeps``): on the CPU the numba kernels (``evolens.tracing.sweep_numba``; a whole step costs 1.3x the lens
-matmul on the demo where the eager sweeps take 2.0x, ``benchmarks/sweep_settings.py``), on CUDA the
-sweeps compiled by ``torch.compile`` (one fused kernel per chunk), and the eager PyTorch sweeps, which
-are the reference and the fallback wherever the others are missing or fail (with a warning).
+(``choose_sweeps``): on the CPU the numba kernels (``evolens.tracing.sweep_numba``; a whole step costs
+1.3x the lens matmul on the demo where the eager sweeps take 2.0x, ``benchmarks/sweep_settings.py``), on
+CUDA the sweeps compiled by ``torch.compile`` (one fused kernel per chunk), and the eager PyTorch sweeps,
+which are the reference and the fallback wherever the others are missing or fail (with a warning).
 ``EVOLENS_NATIVE=0`` keeps the CPU on the eager sweeps; ``EVOLENS_COMPILE=1`` compiles them on any device.
 Nothing in the engine waits for the device (no host sync); the caller decides when to copy the metrics
 to the host.
