@@ -62,5 +62,25 @@ def test_every_input_failing_is_an_error(tiny_vlm_dir: Path, tmp_path: Path, cap
     images.mkdir()
     (images / "empty.png").write_bytes(b"")
     args = ["run", "--model", str(tiny_vlm_dir), "--images", str(images), "-p", "Describe.", "--quiet"]
-    assert main([*args, "--out", str(tmp_path / "out")]) == 2  # nothing could be done: an input error, not a partial success
+    assert main([*args, "--out", str(tmp_path / "out")]) == 2  # nothing done: an input error
     assert "every input failed (1); first: " in capsys.readouterr().err
+
+
+def test_a_second_run_on_the_same_folder_is_refused_before_it_touches_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two ``evolens run`` on one folder would sweep each other's staged folders: the second stops at once,
+    naming the holder, and the folder is as the first left it (overwrite included)."""
+    from evolens.io.lock import TraceLock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    staged = out / ".tmp-analysis.x"  # what a running stage would have in flight
+    staged.mkdir()
+    with TraceLock.acquire(out):
+        for extra in ([], ["--overwrite"]):
+            assert main(["run", "--source", "shapes", "--limit", "1", "--out", str(out), *extra]) == 2
+            error = capsys.readouterr().err.strip()
+            assert "being written by another process" in error and len(error.splitlines()) == 1
+            assert staged.is_dir() and (out / "run.json").read_text() == "{}"

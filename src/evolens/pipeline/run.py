@@ -10,8 +10,10 @@ traced* (model, data, trace) cannot change under an existing trace: that is a us
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +21,9 @@ from typing import Any
 from rich.console import Console
 
 from evolens.data.sources import read_manifest
-from evolens.errors import EvolensError, UsageError
+from evolens.errors import EvolensError, StorageError, UsageError
 from evolens.io import atomic
+from evolens.io.lock import LOCK_NAME, TraceLock
 from evolens.pipeline.config import RunConfig
 from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import digest
@@ -52,7 +55,14 @@ def run_pipeline(
     """Run (or resume) every enabled stage of ``config`` in ``config.out``."""
     layout = RunLayout(config.out)
     new_folder = not layout.root.exists()
-    prepare_folder(layout, config, overwrite)
+    with lock_run_folder(layout, overwrite):
+        prepare_folder(layout, config)
+        return _run_locked(layout, config, new_folder, quiet, console)
+
+
+def _run_locked(
+    layout: RunLayout, config: RunConfig, new_folder: bool, quiet: bool, console: Console | None
+) -> RunResult:
     context = RunContext(
         config=config,
         layout=layout,
@@ -114,16 +124,44 @@ def inputs_digest(layout: RunLayout) -> str:
     return digest(read_manifest(layout.manifest)) if layout.manifest.is_file() else ""
 
 
-def prepare_folder(layout: RunLayout, config: RunConfig, overwrite: bool) -> None:
-    """Start over (``overwrite``), or check that an existing run traced the same things; save the config."""
+@contextlib.contextmanager
+def lock_run_folder(layout: RunLayout, overwrite: bool) -> Iterator[None]:
+    """One ``evolens run`` per folder at a time (``evolens.io.lock``): a second one is refused in one line
+    before it touches anything. With ``overwrite`` the old folder is moved aside under its lock and the new
+    one locked before the old lock goes."""
+    root = layout.root
+    check_run_folder(layout)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the run folder {root}: {exc.strerror or exc}") from exc
+    held = TraceLock.acquire(root)
+    try:
+        if overwrite and any(path.name != LOCK_NAME for path in root.iterdir()):
+            _remove_run_folder(root)
+            root.mkdir(parents=True)
+            old, held = held, TraceLock.acquire(root)
+            old.release()
+        yield
+    finally:
+        held.release()
+
+
+def check_run_folder(layout: RunLayout) -> None:
+    """Refuse an ``--out`` that is a file, or a folder with other things in it than an evolens run."""
     root = layout.root
     if root.exists() and not root.is_dir():
         raise UsageError(f"{root}: exists and is not a folder")
     is_run = layout.record.is_file() or layout.config.is_file()
-    if root.is_dir() and any(root.iterdir()) and not is_run:
+    if root.is_dir() and any(p.name != LOCK_NAME for p in root.iterdir()) and not is_run:
         raise UsageError(f"{root}: folder is not empty and holds no evolens run; choose another --out")
-    if overwrite and root.is_dir():
-        _remove_run_folder(root)
+
+
+def prepare_folder(layout: RunLayout, config: RunConfig) -> None:
+    """Check that an existing run traced the same things (a run folder started over by ``overwrite`` is
+    empty by now); save the config."""
+    root = layout.root
+    check_run_folder(layout)
     previous = _previous_config(layout)
     if previous is not None:
         changed = [key for key in TRACE_IDENTITY if previous.get(key) != config.to_dict()[key]]
