@@ -41,12 +41,12 @@ from typing import Any
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PretrainedConfig, Qwen2Config, Qwen2ForCausalLM
 
+from evolens.lenses.logit import logit_lens
 from evolens.models import LoadedModel
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.check import check_adapter
 from evolens.models.load import from_model
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import logit_lens
 from evolens.tracing.recorder import BatchRecorder
 
 IMAGE_POSITIONS = 576

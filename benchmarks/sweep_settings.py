@@ -42,10 +42,10 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from evolens.lenses.logit import LogitLens
 from evolens.models.readout import Unembed
 from evolens.tracing import engine as engine_module
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import LogitLens
 from evolens.tracing.sweep import ChunkedSweeps, SweepBackend
 
 try:

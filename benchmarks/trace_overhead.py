@@ -62,12 +62,12 @@ try:
 except ImportError:  # run as a script: benchmarks/ itself is on the path
     from legacy_c_sweeps import legacy_c_sweeps  # type: ignore[no-redef]
 from evolens.data.images import load_image
+from evolens.lenses.spec import make_lens
 from evolens.models import LoadedModel, load_model
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.tracing import engine as engine_module
 from evolens.tracing import tracer as tracer_module
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens_spec import make_lens
 from evolens.tracing.sweep import ChunkedSweeps, SweepBackend
 from evolens.tracing.tracer import trace
 

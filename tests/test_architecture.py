@@ -44,7 +44,7 @@ def test_only_the_capture_module_hooks_decoder_layers() -> None:
 
 def test_no_private_torch_api_in_the_engine() -> None:
     """Defect: the step engine called ``torch._log_softmax`` (and wrote comparisons into a float buffer)."""
-    for path in (SOURCE / "tracing").glob("*.py"):
+    for path in [*(SOURCE / "tracing").glob("*.py"), *(SOURCE / "lenses").glob("*.py")]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         private = [
             node.attr

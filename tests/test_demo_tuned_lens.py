@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from evolens.data.sources.shapes import shapes_rows
+from evolens.lenses.logit import logit_lens
+from evolens.lenses.spec import make_lens
+from evolens.lenses.states import collect_states, load_states
+from evolens.lenses.training import kl_to_final
+from evolens.lenses.tuned import TunedLens
 from evolens.models import LoadedModel
 from evolens.models.demo.assets import TUNED_LENS_DIR, asset_dir
-from evolens.tracing.lens import logit_lens
-from evolens.tracing.lens_data import collect_states, load_states
-from evolens.tracing.lens_spec import make_lens
-from evolens.tracing.lens_training import kl_to_final
-from evolens.tracing.tuned_lens import TunedLens
 
 UNSEEN = 50_000_000  # scenes of no training run (lens: 40,000,000 on; projector: 0..2499)
 

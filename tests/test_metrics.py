@@ -13,10 +13,10 @@ from scipy.special import log_softmax as np_log_softmax
 from scipy.stats import entropy as scipy_entropy
 from torch import nn
 
+from evolens.lenses.logit import logit_lens
 from evolens.models.readout import Unembed
 from evolens.tracing import metrics, sweep
 from evolens.tracing.engine import StepMetricsEngine, _balanced
-from evolens.tracing.lens import logit_lens
 
 LN2 = math.log(2)
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from evolens.cli import main
+from evolens.lenses.tuned import TunedLens
 from evolens.models import load_model
-from evolens.tracing.tuned_lens import TunedLens
 
 
 @pytest.fixture(scope="module")

@@ -55,8 +55,8 @@ def train_lens_command(
 
     from evolens.data.resolve import resolve_samples
     from evolens.data.sources import load_rows
+    from evolens.lenses.training import LensTrainingSettings, train_lens
     from evolens.models import load_model
-    from evolens.tracing.lens_training import LensTrainingSettings, train_lens
 
     if threads is not None:
         torch.set_num_threads(threads)

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from evolens.data.config import DataConfig, Section, validation_message
 from evolens.errors import UsageError
 from evolens.io.atomic import json_text
-from evolens.tracing.lens_spec import LensSpec
+from evolens.lenses.spec import LensSpec
 
 PATH_KEYS = ("out", "data.path", "data.annotations")
 

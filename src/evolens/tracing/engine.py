@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from evolens.tracing.lens import Lens, LogitLens
+from evolens.lenses.logit import Lens, LogitLens
 from evolens.tracing.metrics import LN2_FLOAT32, jsd_from_sums, kl_from_sums, paper_js_from_sums
 from evolens.tracing.sweep import (
     BLOCK,
@@ -157,7 +157,7 @@ class StepMetricsEngine:
     """Computes ``StepMetrics`` for one step from the captured states, reusing its logits buffer across steps.
 
     Args:
-        lens: reads the states as logits (``evolens.tracing.lens``).
+        lens: reads the states as logits (``evolens.lenses.logit``).
         top_k: how many top tokens to keep per layer.
         paper_js: also compute the paper's "JS" on the raw logit lens (free when ``lens`` is the raw lens;
             with any other lens it costs a second unembedding of every layer).

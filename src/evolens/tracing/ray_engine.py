@@ -43,9 +43,9 @@ from evolens.data.arrow import decode_images
 from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import EvolensError, UsageError
 from evolens.io.store import TraceWriter, finished_sample_ids, read_failures
+from evolens.lenses.spec import LensSpec
 from evolens.models.load import BUILTIN, load_model
 from evolens.models.loaded import LoadedModel
-from evolens.tracing.lens_spec import LensSpec
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.ray_stages import (
     ModelLoader,

@@ -24,12 +24,12 @@ from evolens.data.images import file_sha256, image_sha256, load_image
 from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import InputError, UsageError
 from evolens.io.store import SampleRecord, TraceWriter, read_failures
+from evolens.lenses.logit import Lens
+from evolens.lenses.spec import LensSpec, check_lens_spec, lens_record, make_lens
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.load import load_model
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import Lens
-from evolens.tracing.lens_spec import LensSpec, check_lens_spec, lens_record, make_lens
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.recorder import BatchRecorder, HiddenSelection
 
@@ -40,7 +40,7 @@ class TraceSettings:
 
     Attributes:
         lens: "normed" (default), "raw", "tuned" (the model's own tuned lens) or "tuned:PATH"
-            (see ``evolens.tracing.lens_spec``).
+            (see ``evolens.lenses.spec``).
         max_new_tokens: generation budget per sample (>= 1).
         top_k: top tokens kept per layer and step.
         paper_js: also record the paper's "JS" on the raw lens (default: only with ``lens="raw"``, where it
@@ -195,7 +195,7 @@ def trace_settings(
 class Tracer:
     """Traces batches of samples on one model with one set of settings (the lens and buffers are reused).
 
-    ``lens`` defaults to the one ``settings.lens`` names (``evolens.tracing.lens_spec.make_lens``).
+    ``lens`` defaults to the one ``settings.lens`` names (``evolens.lenses.spec.make_lens``).
     """
 
     def __init__(self, loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> None:

@@ -15,17 +15,13 @@ Lens layer 0 is the input of decoder layer 0 (the embeddings), lens layer l the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import Protocol
 
 import torch
 
 from evolens.errors import UsageError
+from evolens.lenses.spec import LENS_MODES, LensMode
 from evolens.models.readout import Unembed
-from evolens.tracing.lens_spec import LENS_MODES as LENS_SPEC_MODES
-
-LensMode = Literal["normed", "raw"]
-LENS_MODES: tuple[str, ...] = get_args(LensMode)
-assert LENS_MODES == LENS_SPEC_MODES  # the light copy config validation uses
 
 
 def check_lens_mode(mode: str) -> LensMode:

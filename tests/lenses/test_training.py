@@ -14,10 +14,10 @@ import torch
 from evolens.cli import main
 from evolens.data.resolve import resolve_samples
 from evolens.errors import UsageError
+from evolens.lenses.states import SHARDS
+from evolens.lenses.training import LensTrainingSettings, train_lens
+from evolens.lenses.tuned import TunedLens
 from evolens.models import LoadedModel
-from evolens.tracing.lens_data import SHARDS
-from evolens.tracing.lens_training import LensTrainingSettings, train_lens
-from evolens.tracing.tuned_lens import TunedLens
 
 PROMPTS = [f"Tell me one fact about the number {i}." for i in range(16)]
 SETTINGS = LensTrainingSettings(

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from evolens.errors import UsageError
+from evolens.lenses.logit import check_lens_mode, logit_lens
 from evolens.models import LoadedModel
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.load import from_model
 from evolens.models.readout import Unembed
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import check_lens_mode, logit_lens
 
 
 def generate_with_states(

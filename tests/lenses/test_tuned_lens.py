@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from evolens.errors import InputError, UsageError
+from evolens.lenses.logit import logit_lens
+from evolens.lenses.spec import LensSpec, lens_record, make_lens
+from evolens.lenses.tuned import PARAMS_FILE, TunedLens
 from evolens.models import LoadedModel
 from evolens.tracing.engine import StepMetricsEngine
-from evolens.tracing.lens import logit_lens
-from evolens.tracing.lens_spec import LensSpec, lens_record, make_lens
-from evolens.tracing.tuned_lens import PARAMS_FILE, TunedLens
-from tests.test_lens import generate_with_states
+from tests.lenses.test_logit_lens import generate_with_states
 
 
 def random_lens(loaded: LoadedModel, scale: float = 0.05, seed: int = 0) -> TunedLens:

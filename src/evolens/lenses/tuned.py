@@ -3,7 +3,7 @@
     p_l = softmax(unembed(final_norm(h_l + A_l h_l + b_l)))      for lens layers l = 0..L-1
     p_L = softmax(unembed(final_norm(h_L)))                       (the model's own logits: no translator)
 
-A ``TunedLens`` is a ``Lens`` (``evolens.tracing.lens``), so the step engine, the trace and every analysis
+A ``TunedLens`` is a ``Lens`` (``evolens.lenses.logit``), so the step engine, the trace and every analysis
 work with it unchanged. Zero translators make it the normed logit lens exactly.
 
 On disk it is the ``tuned-lens`` package's format (0.2.0), so lenses trained there load here and ours load

@@ -31,11 +31,11 @@ from torch import nn
 from evolens.data.resolve import Sample
 from evolens.errors import UsageError
 from evolens.io import atomic
+from evolens.lenses.logit import Lens, LogitLens
+from evolens.lenses.states import LensData, collect_states, load_states
+from evolens.lenses.tuned import PARAMS_FILE, TunedLens
 from evolens.models.loaded import LoadedModel
 from evolens.models.readout import Unembed
-from evolens.tracing.lens import Lens, LogitLens
-from evolens.tracing.lens_data import LensData, collect_states, load_states
-from evolens.tracing.tuned_lens import PARAMS_FILE, TunedLens
 
 CHECKPOINT = "checkpoint.pt"
 MANIFEST = "manifest.json"

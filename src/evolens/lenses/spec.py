@@ -10,16 +10,17 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from evolens.errors import UsageError
 
 if TYPE_CHECKING:  # parsing a spec (config validation) must not load torch
+    from evolens.lenses.logit import Lens
     from evolens.models.loaded import LoadedModel
-    from evolens.tracing.lens import Lens
 
-LENS_MODES = ("normed", "raw")
-"""The logit lens' two modes (``evolens.tracing.lens.LensMode``)."""
+LensMode = Literal["normed", "raw"]
+"""The logit lens' two modes: through the final norm (correct), or without it before the last layer."""
+LENS_MODES: tuple[str, ...] = get_args(LensMode)
 LENS_SPECS = (*LENS_MODES, "tuned", "tuned:PATH")
 
 
@@ -54,8 +55,8 @@ def check_lens_spec(text: str) -> str:
 
 def make_lens(loaded: LoadedModel, spec: str) -> Lens:
     """The lens ``spec`` names, for ``loaded`` (a missing folder or a lens of another shape: UsageError)."""
-    from evolens.tracing.lens import logit_lens
-    from evolens.tracing.tuned_lens import TunedLens
+    from evolens.lenses.logit import logit_lens
+    from evolens.lenses.tuned import TunedLens
 
     parsed = LensSpec.parse(spec)
     if parsed.kind != "tuned":

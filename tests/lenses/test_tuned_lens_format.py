@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from evolens.lenses.tuned import TunedLens
 from evolens.models import LoadedModel
-from evolens.tracing.tuned_lens import TunedLens
-from tests.test_tuned_lens import random_lens, random_states
+from tests.lenses.test_tuned_lens import random_lens, random_states
 
 tuned_lens = pytest.importorskip("tuned_lens", reason="tuned-lens 0.2.0 is not installed (make setup)")
 from tuned_lens.nn.lenses import TunedLens as TheirTunedLens  # noqa: E402
