@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evolens.analysis.single_token import candidate_curves, find_step, heatmap_data, lens_grid
-from evolens.analysis.vocabulary import TokenStrings
+from evolens.analysis.token_strings import TokenStrings
 from evolens.errors import InputError, UsageError
 from evolens.io.trace import load_trace
 from tests.analysis.conftest import N_LAYERS, VOCAB, ExactTrace

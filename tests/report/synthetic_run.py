@@ -1,7 +1,8 @@
 """A synthetic run folder for report tests: a trace following docs/trace-format.md (with a ``vocab.json`` of
-its token strings), a summary.json, a feature view, a skip.json, a hallucination.json and a PNG figure, all
-made from random next-token distributions with numpy alone. Sample ids, prompts, the vocabulary and the
-depth can be chosen (e.g. hostile text, a 32-layer model)."""
+its token strings), a summary.json (its curves and token strings computed by the analysis' functions), a
+feature view, a skip.json, a hallucination.json and a PNG figure, all made from random next-token
+distributions with numpy alone. Sample ids, prompts, the vocabulary and the depth can be chosen (e.g.
+hostile text, a 32-layer model)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
+
+from evolens.analysis.distribution import layer_statistics, statistics_to_dict
+from evolens.analysis.token_strings import TokenStrings
+from evolens.io.trace import load_trace
+from evolens.vocabulary import OVERVIEW
 
 VOCAB = [" red", " blue", " circle", " square", " a", " the", ".", " large", " small", " green", "\n", " is"]
 N_LAYERS = 8
@@ -78,6 +84,17 @@ STEP_TYPES = {
     "topk_ids": pa.list_(pa.list_(pa.int32())),
     "topk_probs": pa.list_(pa.list_(pa.float32())),
 }
+
+
+def analysed_numbers(trace_dir: Path) -> dict:
+    """What the analysis writes into summary.json for the report besides the stages: the overview curves'
+    per-layer statistics and the strings of the top-k tokens (computed by the analysis' own functions)."""
+    trace = load_trace(trace_dir)
+    statistics = layer_statistics(trace, n_boot=200, metrics=OVERVIEW)
+    return {
+        "distribution": statistics_to_dict(statistics, trace),
+        "token_strings": TokenStrings(trace, use_tokenizer=False).of_ids(trace.topk()[0]),
+    }
 
 
 def write_synthetic_run(
@@ -158,6 +175,7 @@ def write_synthetic_run(
         ],
         "jsd_threshold": 0.05,
         "notes": ["prompt 'What is the color of the shape?': 1 of 3 images never said an answer word"],
+        **analysed_numbers(trace),
     }
     (analysis / "summary.json").write_text(json.dumps(summary))
     n_points = 4 * (n_layers + 1)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from evolens.plots.style import STAGE_COLORS, visible_token
 from evolens.report import ReportInputs, build_report
+from evolens.vocabulary import EXPLORER, METRICS, STAGE_COLORS, visible_token
 from tests.report.browser import ARTIFACTS, browser_page
 from tests.report.synthetic_run import N_LAYERS, VOCAB, write_synthetic_run
 
@@ -49,6 +49,10 @@ def test_report_in_chromium(report_file: Path, tmp_path: Path) -> None:
         assert page.evaluate("typeof window.Plotly") == "object", "plotly.js is inlined, not fetched"
 
         assert page.locator("#curves .js-plotly-plot").count() == 4, "the dataset curves are drawn"
+        options = page.locator("#metric-select option").all_inner_texts()
+        assert options == [
+            METRICS[key].label + (" (log10(1 + rank))" if key == "rank" else "") for key in EXPLORER
+        ], "the explorer names its metrics as the vocabulary does"
         assert page.locator("#feature-grid .js-plotly-plot").count() == 1, "the feature view is drawn"
 
         # the heatmap is drawn: one raster image of n_steps x L cells for the first sample

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import pandas as pd
 import pytest
 
 import evolens.report
-from evolens.plots.style import KEY_LAYER_COLORS, STAGE_COLORS, WHITESPACE
+from evolens.io.trace import load_trace
 from evolens.report import ReportInputs, collect, render
 from evolens.report.samples import settle_layers
 from evolens.report.sections import tables_from_json, value_and_ci
+from evolens.vocabulary import KEY_LAYER_COLORS, STAGE_COLORS, WHITESPACE
 from tests.report.synthetic_run import N_LAYERS, TOP_K, VOCAB, write_synthetic_run
 
 
@@ -243,7 +245,6 @@ def test_curves_are_the_analysis_numbers_not_a_second_bootstrap(
 ) -> None:
     """Defect: the report re-ran the bootstrap with its own seed and n_boot, so it could disagree with
     summary.json. Its curves must be summary.json's per-layer statistics, whatever those were."""
-    from evolens.io.trace import load_trace
     from evolens.pipeline.analyze import AnalyzeOptions, analyze
     from evolens.report.sections import layer_curves
 
@@ -256,8 +257,58 @@ def test_curves_are_the_analysis_numbers_not_a_second_bootstrap(
         for bound in ("mean", "low", "high"):
             assert curve[bound] == statistics["all"][bound], (curve["key"], bound)
     summary["distribution"]["prob"]["all"]["low"][0] = -1.0
-    doctored = layer_curves(load_trace(synthetic["trace"]), summary)
+    doctored = layer_curves(summary)
     assert next(c for c in doctored if c["key"] == "prob")["low"][0] == -1.0
+
+
+def test_what_summary_json_lacks_is_named_in_the_notes_never_recomputed(
+    synthetic: dict[str, Path], tmp_path: Path
+) -> None:
+    """Defect: without the analysis' statistics the report ran its own bootstrap (and its own tokenizer
+    look-up). A summary.json from an older evolens (no ``distribution``, no ``token_strings``) now leaves the
+    curves out and shows unnamed tokens as #id, and the notes say so; the page labels come from the
+    vocabulary."""
+    summary = json.loads((synthetic["analysis"] / "summary.json").read_text())
+    del summary["distribution"], summary["token_strings"]
+    (tmp_path / "analysis").mkdir()
+    (tmp_path / "analysis" / "summary.json").write_text(json.dumps(summary))
+    shutil.copytree(synthetic["trace"], tmp_path / "trace")
+    (tmp_path / "trace" / "vocab.json").unlink()  # the trace then names only its emitted tokens
+    old = collect(ReportInputs(trace_dir=tmp_path / "trace", analysis_dir=tmp_path / "analysis"))
+    assert old["curves"] == []
+    report_notes = [note["text"] for note in old["notes"] if note["source"] == "report"]
+    assert len(report_notes) == 2
+    assert "per-layer statistics" in report_notes[0] and "older evolens" in report_notes[0]
+    assert "token strings" in report_notes[1] and "#id" in report_notes[1]
+    emitted = {int(i) for s in old["samples"] for i in s["token_ids"]}
+    for token_id, text in old["vocab"].items():
+        assert text == (VOCAB[int(token_id)] if int(token_id) in emitted else f"#{token_id}")
+    from evolens.report.build import token_strings
+
+    trace = load_trace(tmp_path / "trace")
+    assert token_strings(trace, {"token_strings": {"3": "from summary"}}, [3, 999]) == {
+        "3": "from summary",
+        "999": "#999",
+    }
+    emitted_id = min(emitted)
+    assert token_strings(trace, None, [emitted_id]) == {str(emitted_id): VOCAB[emitted_id]}
+
+    bare = collect(ReportInputs(trace_dir=synthetic["trace"]))
+    assert bare["curves"] == [] and bare["stages"] is None
+    assert [note["text"] for note in bare["notes"]] == [
+        "no analysis (summary.json): the stages and the per-layer curves are not shown"
+    ]
+
+
+def test_page_metrics_are_the_vocabulary_s(data: dict) -> None:
+    from evolens.vocabulary import EXPLORER, METRICS, OVERVIEW
+
+    assert [c["key"] for c in data["curves"]] == list(OVERVIEW)
+    assert [c["label"] for c in data["curves"]] == [METRICS[key].label for key in OVERVIEW]
+    assert [m["key"] for m in data["metrics"]] == list(EXPLORER) == list(data["samples"][0]["metrics"])
+    assert {m["key"]: m["first"] for m in data["metrics"]}["jsd_next"] == 1
+    assert all(m["label"] == METRICS[m["key"]].label for m in data["metrics"])
+    assert not [note for note in data["notes"] if note["source"] == "report"]
 
 
 def test_embedded_data_cannot_end_or_comment_out_the_script() -> None:

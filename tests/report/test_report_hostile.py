@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from evolens.io.trace import load_trace
-from evolens.plots.style import visible_token
 from evolens.report import ReportInputs, build_report
+from evolens.vocabulary import visible_token
 from tests.report.browser import ARTIFACTS, browser_page
 from tests.report.synthetic_run import write_synthetic_run
 

@@ -1,7 +1,8 @@
 """Analyses of a trace directory: stages, per-layer statistics, single-token views, feature maps.
 
-Everything here computes from a trace (``evolens.io.trace.Trace``) and never needs the model or draws: the
-figures are ``evolens.plots``, the ``analyze`` command is ``evolens.pipeline.analyze``.
+Everything here computes from a trace (``evolens.io.trace.Trace``) and never needs the model or draws:
+``results.analyze_trace`` computes all that ``analyze`` writes (summary.json, feature views, the figures
+to draw), ``evolens.plots`` draws the figures and ``evolens.pipeline.analyze`` writes it all.
 """
 
 from evolens.analysis.stages import Stage, StageConfig, StageResult, detect_curves, detect_stages

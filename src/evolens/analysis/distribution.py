@@ -15,24 +15,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from evolens import vocabulary
 from evolens.analysis.bootstrap import DEFAULT_N_BOOT, MeanCI, bootstrap_mean
 from evolens.analysis.stages import log_rank
 from evolens.analysis.tokens import KINDS, kinds_for_trace
 from evolens.io.trace import Trace
 
-METRICS = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1")
-METRIC_LABELS = {
-    "jsd_next": "JSD to the previous layer (nats)",
-    "kl_last": "KL(p_L ‖ p_l) (nats)",
-    "entropy": "entropy (nats)",
-    "prob": "p(emitted token)",
-    "log_rank": "log2(1 + rank of emitted token)",
-    "top1": "fraction with emitted token top-1",
-}
+METRICS = vocabulary.LAYER_STATISTICS
+"""The metrics ``layer_statistics`` computes by default (labels: ``evolens.vocabulary``)."""
 
 
 def metric_values(trace: Trace, metric: str) -> np.ndarray:
-    """(n_tokens, L) for ``jsd_next``, (n_tokens, L+1) for the others."""
+    """(n_tokens, L) for a transition metric (``jsd_next``), (n_tokens, L+1) for the others; the derived
+    ``log_rank`` and ``top1`` are computed from ``rank``."""
     if metric == "log_rank":
         return log_rank(trace.matrix("rank"))
     if metric == "top1":
@@ -43,9 +38,9 @@ def metric_values(trace: Trace, metric: str) -> np.ndarray:
 
 
 def metric_layers(trace: Trace, metric: str) -> np.ndarray:
-    """The lens layer each value of ``metric`` belongs to: 1..L for ``jsd_next`` (the layer that made
-    the change), 0..L otherwise."""
-    return np.arange(1, trace.n_layers + 1) if metric == "jsd_next" else np.arange(trace.n_layers + 1)
+    """The lens layer each value of ``metric`` belongs to: 1..L for a transition metric such as
+    ``jsd_next`` (the layer that made the change), 0..L otherwise."""
+    return np.asarray(vocabulary.metric(metric).layers(trace.n_layers))
 
 
 def layer_statistics(
@@ -71,7 +66,7 @@ def statistics_to_dict(statistics: dict[str, dict[str, MeanCI]], trace: Trace) -
     return {
         metric: {
             "layers": metric_layers(trace, metric).tolist(),
-            "label": METRIC_LABELS[metric],
+            "label": vocabulary.metric(metric).label,
             **{group: ci.to_dict() for group, ci in groups.items()},
         }
         for metric, groups in statistics.items()

@@ -7,9 +7,10 @@ from typing import Literal
 
 import numpy as np
 
-from evolens.analysis.vocabulary import TokenStrings
+from evolens.analysis.token_strings import TokenStrings
 from evolens.errors import UsageError
 from evolens.io.trace import Trace
+from evolens.vocabulary import HEATMAP, METRICS
 
 Normalization = Literal["none", "per-layer"]
 HeatmapMetric = Literal["jsd_next", "paper_js"]
@@ -75,8 +76,8 @@ def heatmap_data(
     paper's look; colours are then not comparable across layers). ``metric="paper_js"`` is the paper's
     figure exactly: its "JS" on the raw lens, always scaled per layer.
     """
-    if metric not in ("jsd_next", "paper_js"):
-        raise UsageError(f"unknown heatmap metric '{metric}'; use jsd_next or paper_js")
+    if metric not in HEATMAP:
+        raise UsageError(f"unknown heatmap metric '{metric}'; use {' or '.join(HEATMAP)}")
     if normalization not in ("none", "per-layer"):
         raise UsageError(f"unknown normalization '{normalization}'; use none or per-layer")
     rows = trace.rows_of(sample_id)
@@ -86,11 +87,11 @@ def heatmap_data(
     if normalization == "per-layer":
         column_max = raw.max(0)
         values = np.divide(raw, column_max, out=np.zeros_like(raw), where=column_max > 0)
-        colorbar = ("paper's JS" if metric == "paper_js" else "JSD") + " / its max over tokens at that layer"
+        colorbar = f"{METRICS[metric].short} / its max over tokens at that layer"
         vmax = 1.0
     else:
         values = raw
-        colorbar = "JSD between consecutive layers (nats; at most ln 2 = 0.693)"
+        colorbar = f"{METRICS[metric].label}, at most ln 2 = 0.693"
         vmax = float(raw.max()) if raw.max() > 0 else np.log(2.0)
     step_numbers = trace.steps["step"].to_numpy()[rows]
     keep = np.ones(len(rows), dtype=bool)

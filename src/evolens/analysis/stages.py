@@ -21,18 +21,18 @@ docs/analysis.md gives the reasons for each default.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from evolens.errors import UsageError
+from evolens.vocabulary import format_layers as format_layers  # re-exported for evolens.interventions
+from evolens.vocabulary import layer_span
 
 if TYPE_CHECKING:
     from evolens.io.trace import Trace
 
-STAGE_NAMES = ("rapid_evolution", "stabilization", "mutation")
 LN2 = math.log(2.0)
 
 
@@ -111,7 +111,7 @@ class Stage:
     @property
     def span(self) -> str:
         """ "layers 12-26", or "layer 30" for a one-layer stage."""
-        return f"layer {self.start}" if self.start == self.end else f"layers {self.start}-{self.end}"
+        return layer_span(self.start, self.end)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "start": self.start, "end": self.end}
@@ -298,20 +298,3 @@ def detect_stages(trace: Trace, config: StageConfig | None = None) -> StageResul
     ``result.stages``, ``result.critical_layer`` and ``result.mutation_layers``).
     """
     return detect_curves(*mean_curves(trace), config=config)
-
-
-def format_layers(layers: Iterable[int]) -> str:
-    """{3, 4, 5, 9} -> "3-5,9"."""
-    ordered = sorted(set(layers))
-    runs: list[str] = []
-    start = previous = None
-    for index in ordered:
-        if previous is not None and index == previous + 1:
-            previous = index
-            continue
-        if start is not None:
-            runs.append(str(start) if start == previous else f"{start}-{previous}")
-        start = previous = index
-    if start is not None:
-        runs.append(str(start) if start == previous else f"{start}-{previous}")
-    return ",".join(runs)

@@ -1,4 +1,5 @@
-"""summary.json: the stages, their intervals and stability, per-token rows, per-layer statistics."""
+"""summary.json: the stages, their intervals and stability, per-token rows, per-layer statistics, and the
+strings of the top-k tokens (everything the report shows besides the trace's own tables)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from evolens.analysis.stages import StageConfig, StageResult
 from evolens.io.atomic import json_ready
 from evolens.io.trace import Trace
 
-SUMMARY_VERSION = 1
+SUMMARY_VERSION = 2
+"""2: adds ``token_strings`` (the report reads every string from summary.json, never the tokenizer)."""
 
 
 def frame_records(frame: pd.DataFrame) -> list[dict]:
@@ -43,8 +45,10 @@ def build_summary(
     distribution: dict,
     features: dict,
     figures: list[str],
+    token_strings: dict[str, str],
 ) -> dict:
-    """Assemble summary.json (schema in docs/analysis.md)."""
+    """Assemble summary.json (schema in docs/analysis.md); ``token_strings``: {"id": string} of every
+    top-k token id of the trace."""
     return json_ready(
         {
             "summary_version": SUMMARY_VERSION,
@@ -64,5 +68,6 @@ def build_summary(
             "distribution": distribution,
             "features": features,
             "figures": figures,
+            "token_strings": token_strings,
         }
     )

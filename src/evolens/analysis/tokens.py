@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
+from evolens.vocabulary import TOKEN_KINDS
+
 if TYPE_CHECKING:
     from evolens.io.trace import Trace
 
-KINDS = ("content", "function", "copied", "special")
+KINDS = TOKEN_KINDS
 _SPECIAL = re.compile(r"^\s*(<\|[^|]*\|>|</?s>|<[a-z_]+>)\s*$")
 _WORD_CHARS = re.compile(r"[A-Za-z0-9]")
 _PROMPT_WORDS = re.compile(r"[A-Za-z0-9']+")

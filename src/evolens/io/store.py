@@ -33,6 +33,7 @@ from evolens.errors import InputError, StorageError, UsageError
 from evolens.io.atomic import json_line, json_text, read_json, write_bytes, write_json
 from evolens.io.lock import TraceLock
 from evolens.io.repair import PART_GLOB, PartRepair, finalize_trace, part_names, read_part
+from evolens.vocabulary import STORED
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +43,18 @@ PART = re.compile(r"^part-(\d+)(?:-[0-9a-f]{8})?\.parquet$")
 ``part-00012.parquet``)."""
 FAILURES = "failures.jsonl"
 SAFE_STEM = re.compile(r"[A-Za-z0-9._-]{1,120}")
-FLOAT_LIST = pa.list_(pa.float32())
 INT_LIST = pa.list_(pa.int32())
+ARROW_LEAVES = {"float32": pa.float32(), "int32": pa.int32()}
+
+
+def arrow_type(text: str) -> pa.DataType:
+    """The Arrow type written as in ``evolens.vocabulary`` ("list<list<int32>>") as a pyarrow type."""
+    if text.startswith("list<") and text.endswith(">"):
+        return pa.list_(arrow_type(text[len("list<") : -1]))
+    if text not in ARROW_LEAVES:
+        raise ValueError(f"no Arrow type '{text}'")
+    return ARROW_LEAVES[text]
+
 
 SAMPLES_SCHEMA = pa.schema(
     [
@@ -58,24 +69,17 @@ SAMPLES_SCHEMA = pa.schema(
         ("group", pa.string()),
     ]
 )
-PER_LAYER_FLOAT = ("prob", "entropy", "jsd_next", "jsd_last", "kl_last", "paper_js")
 STEPS_SCHEMA = pa.schema(
     [
         ("sample_id", pa.string()),
         ("step", pa.int32()),
         ("token_id", pa.int32()),
         ("token", pa.string()),
-        ("prob", FLOAT_LIST),
-        ("rank", INT_LIST),
-        ("entropy", FLOAT_LIST),
-        ("jsd_next", FLOAT_LIST),
-        ("jsd_last", FLOAT_LIST),
-        ("kl_last", FLOAT_LIST),
-        ("paper_js", FLOAT_LIST),
-        ("topk_ids", pa.list_(INT_LIST)),
-        ("topk_probs", pa.list_(FLOAT_LIST)),
+        *((m.name, arrow_type(m.arrow or "")) for m in STORED),
     ]
 )
+"""One row per sample x step: who, which step, the emitted token, then every stored metric
+(``evolens.vocabulary.STORED``, in its order)."""
 SETTINGS_KEYS = (
     "model",
     "revision",
@@ -95,9 +99,8 @@ SETTINGS_KEYS = (
 class SampleRecord:
     """One finished sample: its inputs, its generation, and its per-step metrics.
 
-    ``metrics`` maps each steps column (prob, rank, entropy, jsd_next, jsd_last, kl_last, paper_js,
-    topk_ids, topk_probs) to an array with n_steps rows: (n_steps, L+1), (n_steps, L) or
-    (n_steps, L+1, k); ``paper_js`` may be None.
+    ``metrics`` maps each stored metric (``evolens.vocabulary.STORED``) to an array with n_steps rows:
+    (n_steps, L+1), (n_steps, L) or (n_steps, L+1, k) by the metric's ``per``; ``paper_js`` may be None.
     """
 
     sample_id: str

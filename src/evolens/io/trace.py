@@ -6,6 +6,7 @@ docs/trace-format.md; L is the number of decoder layers and lens layers are 0..L
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,10 +16,11 @@ import pandas as pd
 
 from evolens.errors import InputError, UsageError
 from evolens.io.store import hidden_path, read_trace
+from evolens.vocabulary import names
 
-PER_LAYER = ("prob", "rank", "entropy", "jsd_last", "kl_last")
+PER_LAYER = names(per="layer", stored=True)
 """Step columns holding one value per lens layer: length L+1."""
-PER_TRANSITION = ("jsd_next", "paper_js")
+PER_TRANSITION = names(per="transition", stored=True)
 """Step columns holding one value per pair of consecutive lens layers (l, l+1): length L."""
 
 
@@ -114,6 +116,21 @@ class Trace:
                 [np.stack(layers).astype(np.float64) for layers in self.steps["topk_probs"]]
             )
         return self._matrices["topk_ids"], self._matrices["topk_probs"]
+
+    def token_strings(self) -> dict[int, str]:
+        """id -> string of every token the trace itself names: its ``vocab.json`` ({id: string}) if any,
+        then a ``topk_tokens`` step column if any, then the emitted tokens (a later source wins)."""
+        known: dict[int, str] = {}
+        vocab_file = self.directory / "vocab.json"
+        if vocab_file.is_file():
+            known.update({int(k): v for k, v in json.loads(vocab_file.read_text()).items()})
+        if "topk_tokens" in self.steps:
+            ids, _ = self.topk()
+            for step_ids, step_tokens in zip(ids, self.steps["topk_tokens"], strict=True):
+                for layer_ids, layer_tokens in zip(step_ids, step_tokens, strict=True):
+                    known.update(zip(layer_ids.tolist(), list(layer_tokens), strict=True))
+        known.update(zip(self.steps["token_id"].astype(int), self.steps["token"], strict=True))
+        return known
 
     def rows_of(self, sample_id: str) -> np.ndarray:
         """Row indexes (into ``steps`` and every ``matrix``) of one sample's steps, in step order."""

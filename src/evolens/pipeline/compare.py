@@ -19,8 +19,10 @@ from evolens.io.atomic import write_json
 from evolens.io.trace import Trace, load_trace
 from evolens.plots.layer_curves import plot_comparison, plot_kl_to_final
 from evolens.plots.style import save_figure
+from evolens.vocabulary import OVERVIEW
 
-COMPARED = ("jsd_next", "prob", "entropy", "kl_last")
+COMPARED = OVERVIEW
+"""The curves compared: the report's overview curves (``evolens.vocabulary.OVERVIEW``)."""
 
 
 def compare_traces(

@@ -16,15 +16,8 @@ from matplotlib.lines import Line2D
 
 from evolens.analysis.stages import StageResult
 from evolens.data.rows import natural_key
-from evolens.plots.style import (
-    KEY_LAYER_COLORS,
-    MARKERS,
-    STAGE_LABELS,
-    figure_style,
-    mark_key_layers,
-    new_figure,
-    shade_stages,
-)
+from evolens.plots.style import MARKERS, figure_style, mark_key_layers, new_figure, shade_stages
+from evolens.vocabulary import KEY_LAYER_COLORS, STAGE_LABELS
 
 METHOD_NAMES = {"tsne": "t-SNE", "pca": "PCA"}
 LAYER_COLORMAP = "viridis"

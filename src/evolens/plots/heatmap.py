@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 
 from evolens.analysis.single_token import HeatmapData
 from evolens.analysis.stages import StageResult
-from evolens.plots.style import KEY_LAYER_COLORS, figure_style, layer_ticks, new_figure, token_label
+from evolens.plots.style import figure_style, layer_ticks, new_figure, token_label
+from evolens.vocabulary import KEY_LAYER_COLORS
 
 MAX_ANNOTATED_CELLS = 40 * 40
 

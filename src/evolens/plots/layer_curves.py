@@ -1,7 +1,8 @@
 """Per-layer means with bootstrap 95% bands: by token kind for one trace, or several traces overlaid.
 
 Both take the JSON form of ``evolens.analysis.distribution.statistics_to_dict`` (metric -> {"layers",
-"label", group -> {"mean", "low", "high", "n_tokens"}}), so they can be redrawn from summary.json.
+"label", group -> {"mean", "low", "high", "n_tokens"}}), so they can be redrawn from summary.json; the
+labels are ``evolens.vocabulary``'s.
 """
 
 from __future__ import annotations
@@ -13,22 +14,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from evolens.analysis.stages import StageResult
-from evolens.plots.style import (
-    KIND_COLORS,
-    SERIES_COLORS,
-    figure_style,
-    mark_key_layers,
-    new_figure,
-    shade_stages,
-)
-
-KIND_LABELS = {
-    "all": "all tokens",
-    "content": "content words",
-    "function": "function words, punctuation",
-    "copied": "copied from prompt",
-    "special": "special tokens",
-}
+from evolens.plots.style import figure_style, mark_key_layers, new_figure, shade_stages
+from evolens.vocabulary import KIND_COLORS, KIND_LABELS, LAYER_STATISTICS, METRICS, OVERVIEW, SERIES_COLORS
 
 
 def _array(values: Sequence[float | None]) -> np.ndarray:
@@ -51,7 +38,7 @@ def _grid(n_panels: int, width_per: float = 4.2, height_per: float = 3.0) -> tup
 def plot_layer_statistics(
     statistics: dict,
     stages: StageResult | None = None,
-    metrics: Sequence[str] = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1"),
+    metrics: Sequence[str] = LAYER_STATISTICS,
     groups: Sequence[str] = ("all", "content", "function", "copied"),
     title: str = "",
 ) -> Figure:
@@ -83,7 +70,7 @@ def plot_layer_statistics(
 
 def plot_comparison(
     entries: Sequence[tuple[str, dict, StageResult | None]],
-    metrics: Sequence[str] = ("jsd_next", "prob", "entropy", "kl_last"),
+    metrics: Sequence[str] = OVERVIEW,
     group: str = "all",
     title: str = "",
 ) -> Figure:
@@ -141,7 +128,7 @@ def plot_kl_to_final(entries: Sequence[tuple[str, dict]], group: str = "all", ti
             )
         axes.set_yscale("log")
         axes.set_xlabel("layer")
-        axes.set_ylabel("KL(last layer ‖ layer) (nats)")
+        axes.set_ylabel(METRICS["kl_last"].label)
         axes.legend(fontsize=8)
         figure.suptitle(title or "KL to the final distribution per layer (95% cluster-bootstrap bands)")
     return figure

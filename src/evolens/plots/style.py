@@ -1,6 +1,8 @@
 """Shared look of every evolens figure, and deterministic PNG + SVG output.
 
-Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend state).
+Figures are built on ``matplotlib.figure.Figure`` directly (no pyplot, no global backend state). The
+colours and labels the figures share with the report (stages, key layers, token kinds, series) are plain
+constants in ``evolens.vocabulary``; this module holds what only matplotlib needs.
 """
 
 from __future__ import annotations
@@ -15,24 +17,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from evolens.analysis.stages import StageResult
+from evolens.vocabulary import KEY_LAYER_COLORS, STAGE_ALPHA, STAGE_COLORS, STAGE_LABELS, visible_token
 
-STAGE_COLORS = {"rapid_evolution": "#3aa76d", "stabilization": "#4682b4", "mutation": "#9467bd"}
-STAGE_ALPHA = 0.08
-"""Opacity of the stage tints on layer axes (the report uses the same colours and opacity)."""
-KEY_LAYER_COLORS = {"critical": "#000000", "mutation": STAGE_COLORS["mutation"]}
-STAGE_LABELS = {
-    "rapid_evolution": "rapid evolution",
-    "stabilization": "stabilization",
-    "mutation": "mutation",
-}
-KIND_COLORS = {
-    "all": "#222222",
-    "content": "#d62728",
-    "function": "#1f77b4",
-    "copied": "#ff7f0e",
-    "special": "#7f7f7f",
-}
-SERIES_COLORS = ("#1f77b4", "#d62728", "#e377c2", "#17becf", "#2ca02c", "#ff7f0e", "#8c564b")
 MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p", "d", "8", "H")
 
 RC = {
@@ -48,8 +34,6 @@ RC = {
     "image.interpolation": "nearest",
     "text.parse_math": False,  # a prompt like "worth $5 or $10?" is text, never mathtext
 }
-WHITESPACE = {" ": "␣", "\n": "↵", "\t": "⇥"}
-"""How a figure or the report shows whitespace inside a token (other invisible characters: \\uXXXX)."""
 
 
 @contextmanager
@@ -74,24 +58,10 @@ def save_figure(figure: Figure, directory: Path, name: str) -> list[Path]:
     return paths
 
 
-def visible_token(token: str) -> str:
-    """A token with every whitespace character made visible: spaces as "␣", newlines as "↵", tabs as "⇥",
-    other invisible characters as \\uXXXX; the empty token as "∅"."""
-    text = "".join(WHITESPACE.get(ch) or _printable(ch) for ch in str(token))
-    return text or "∅"
-
-
 def token_label(token: str, width: int = 14) -> str:
     """``visible_token(token)`` cut to ``width`` characters (with "…")."""
     text = visible_token(token)
     return text[: width - 1] + "…" if len(text) > width else text
-
-
-def _printable(character: str) -> str:
-    """The character itself when it draws as something, else its \\uXXXX escape."""
-    if character.isprintable() and not character.isspace():
-        return character
-    return f"\\u{ord(character):04x}"
 
 
 def shade_stages(axes: Axes, stages: StageResult, offset: float = 0.0, alpha: float = STAGE_ALPHA) -> None:

@@ -6,14 +6,8 @@ from matplotlib.figure import Figure
 
 from evolens.analysis.single_token import CandidateCurves
 from evolens.analysis.stages import StageResult
-from evolens.plots.style import (
-    SERIES_COLORS,
-    figure_style,
-    layer_ticks,
-    mark_key_layers,
-    new_figure,
-    token_label,
-)
+from evolens.plots.style import figure_style, layer_ticks, mark_key_layers, new_figure, token_label
+from evolens.vocabulary import SERIES_COLORS
 
 
 def plot_token_probabilities(

@@ -8,19 +8,25 @@ package; ``build_report`` does both and writes the file atomically.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from evolens.analysis.vocabulary import TokenStrings
 from evolens.io import atomic
-from evolens.io.trace import load_trace
-from evolens.plots.style import KEY_LAYER_COLORS, SERIES_COLORS, STAGE_ALPHA, STAGE_COLORS, WHITESPACE
+from evolens.io.trace import Trace, load_trace
 from evolens.report.experiments import experiment_entry, experiment_notes
 from evolens.report.features import feature_views
-from evolens.report.samples import pick_samples, sample_entries
-from evolens.report.sections import figure_entries, layer_curves, read_json_file, stages_section
+from evolens.report.samples import explorer_metrics, pick_samples, sample_entries
+from evolens.report.sections import (
+    figure_entries,
+    layer_curves,
+    read_json_file,
+    stages_section,
+    summary_notes,
+)
+from evolens.vocabulary import KEY_LAYER_COLORS, SERIES_COLORS, STAGE_ALPHA, STAGE_COLORS, WHITESPACE
 
 PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|PLOTLY_JS|REPORT_JS|DATA)\}\}")
 
@@ -56,7 +62,6 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
     summary = read_json_file(inputs.analysis_dir / "summary.json") if inputs.analysis_dir else None
     vocab: dict[int, str] = {}
     samples = sample_entries(trace, pick_samples(trace, inputs.max_samples), vocab)
-    strings = TokenStrings(trace)
     experiments, notes = [], run_notes(inputs.run, summary)
     for title, path in inputs.experiments.items():
         value = read_json_file(path)
@@ -76,10 +81,11 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "run": run_summary(trace.meta, inputs.run, n_samples=len(trace.samples), n_tokens=trace.n_tokens),
         "n_layers": trace.n_layers,
         "stages": stages_section(summary, trace.n_layers),
-        "curves": layer_curves(trace, summary),
+        "curves": layer_curves(summary),
+        "metrics": explorer_metrics(),
         "samples": samples,
         "n_samples_total": len(trace.samples),
-        "vocab": {str(i): strings(i) for i in sorted(vocab)},
+        "vocab": token_strings(trace, summary, vocab),
         "features": feature_views(inputs.analysis_dir) if inputs.analysis_dir else [],
         "experiments": experiments,
         "figures": figure_entries(
@@ -94,7 +100,20 @@ def run_notes(run: dict[str, Any], summary: dict[str, Any] | None) -> list[dict[
     """Every note the run and the analysis recorded (what was capped, dropped or not measured)."""
     notes = [{"source": "run", "text": str(note)} for note in run.get("notes") or []]
     notes += [{"source": "analysis", "text": str(note)} for note in (summary or {}).get("notes") or []]
+    notes += [{"source": "report", "text": note} for note in summary_notes(summary)]
     return notes
+
+
+def token_strings(trace: Trace, summary: dict[str, Any] | None, ids: Iterable[int]) -> dict[str, str]:
+    """{"id": string} for ``ids``, ascending: summary.json's ``token_strings`` (the analysis looked them
+    up), else what the trace itself names (``Trace.token_strings``), else "#id"."""
+    analysed = (summary or {}).get("token_strings") or {}
+    known = trace.token_strings()
+    strings = {}
+    for token_id in sorted(ids):
+        key = str(token_id)
+        strings[key] = analysed[key] if key in analysed else known.get(token_id, f"#{token_id}")
+    return strings
 
 
 def run_summary(meta: dict[str, Any], run: dict[str, Any], n_samples: int, n_tokens: int) -> dict[str, Any]:

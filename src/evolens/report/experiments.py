@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from evolens.analysis.stages import format_layers
 from evolens.report.sections import tables_from_json
+from evolens.vocabulary import format_layers
 
 Table = dict[str, Any]
 

@@ -11,14 +11,19 @@
   const PURPLES = [[0, "#fcfbfd"], [0.125, "#efedf5"], [0.25, "#dadaeb"], [0.375, "#bcbddc"], [0.5, "#9e9ac8"],
                    [0.625, "#807dba"], [0.75, "#6a51a3"], [0.875, "#54278f"], [1, "#3f007d"]];
   const SERIES_COLORS = ["#6a51a3", "#e6550d", "#31a354", "#3182bd", "#d6616b", "#8c6d31"];
-  const METRICS = {
-    jsd_next: { label: "JSD to the previous layer (nats)", first: 1, zmin: 0, zmax: null, digits: 3 },
-    prob: { label: "probability of the emitted token", first: 0, zmin: 0, zmax: 1, digits: 2 },
-    entropy: { label: "entropy (nats)", first: 0, zmin: 0, zmax: null, digits: 2 },
-    jsd_last: { label: "JSD to the last layer (nats)", first: 0, zmin: 0, zmax: null, digits: 3 },
-    rank: { label: "rank of the emitted token (log10(1 + rank))", first: 0, zmin: 0, zmax: null, digits: 1,
-            transform: (r) => Math.log10(1 + r) },
+  /* how the explorer draws each metric; names, labels and first layers come with the data (evolens.vocabulary) */
+  const DRAWN = {
+    jsd_next: { zmin: 0, zmax: null, digits: 3 },
+    prob: { zmin: 0, zmax: 1, digits: 2 },
+    entropy: { zmin: 0, zmax: null, digits: 2 },
+    jsd_last: { zmin: 0, zmax: null, digits: 3 },
+    rank: { zmin: 0, zmax: null, digits: 1, shown: "log10(1 + rank)", transform: (r) => Math.log10(1 + r) },
   };
+  const METRICS = Object.fromEntries(DATA.metrics.map((metric) => {
+    const drawn = DRAWN[metric.key] || { zmin: 0, zmax: null, digits: 3 };
+    const label = drawn.shown ? `${metric.label} (${drawn.shown})` : metric.label;
+    return [metric.key, { ...drawn, label, first: metric.first }];
+  }));
   const state = { sample: 0, step: 0, layer: L, metric: "jsd_next", scale: "none", values: false, visible: [] };
 
   const $ = (id) => document.getElementById(id);

@@ -1,8 +1,9 @@
 """Per-sample data for the report's explorer: tokens, per-layer metric matrices, top-k, a thumbnail.
 
-Matrices are rows = generated steps, columns = lens layers 0..L (``jsd_next`` has L columns: column l-1
-holds JSD(p_{l-1}, p_l), shown at layer l). Token ids of every top-k list go into one shared ``vocab``
-table so each string is stored once (strings from ``evolens.analysis.vocabulary.TokenStrings``).
+Matrices (``evolens.vocabulary.EXPLORER``) are rows = generated steps, columns = lens layers 0..L (a
+transition metric such as ``jsd_next`` has L columns: column l-1 holds JSD(p_{l-1}, p_l), shown at layer l).
+Token ids of every top-k list go into one shared ``vocab`` table so each string is stored once (strings:
+``report.build.token_strings``).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from evolens.io.trace import Trace
+from evolens.vocabulary import EXPLORER, METRICS
 
-EXPLORER_METRICS = ("jsd_next", "prob", "entropy", "jsd_last", "rank")
 THUMBNAIL_SIDE = 320
 DIGITS = 5
 
@@ -51,12 +52,20 @@ def sample_entries(trace: Trace, sample_ids: Sequence[str], vocab: dict[int, str
                 "tokens": [str(t) for t in trace.steps["token"].to_numpy()[rows]],
                 "token_ids": trace.steps["token_id"].to_numpy()[rows].astype(int).tolist(),
                 "settle_layer": settle_layers(trace.matrix("rank")[rows]).tolist(),
-                "metrics": {name: rounded(trace.matrix(name)[rows]) for name in EXPLORER_METRICS},
+                "metrics": {name: rounded(trace.matrix(name)[rows]) for name in EXPLORER},
                 "topk_ids": ids.tolist(),
                 "topk_probs": rounded(topk_probs[rows], 4),
             }
         )
     return entries
+
+
+def explorer_metrics() -> list[dict[str, Any]]:
+    """The explorer's metrics for the page, in order: {"key", "label", "first"}; ``first`` is the lens
+    layer of a matrix's column 0."""
+    return [
+        {"key": name, "label": METRICS[name].label, "first": METRICS[name].first_layer} for name in EXPLORER
+    ]
 
 
 def settle_layers(rank: np.ndarray) -> np.ndarray:

@@ -1,10 +1,11 @@
 """The report's dataset-level sections, read from the files the earlier stages wrote.
 
-Stages and the per-layer means with their cluster-bootstrap CIs come from the analysis' ``summary.json`` (so
-the report and summary.json never disagree; without an analysis they are computed by the analysis' own
-``layer_statistics``, with its defaults); a JSON file without a dedicated view (``report.experiments``)
-becomes plain tables; PNG figures are embedded as data URIs. Every reader tolerates a missing file: the
-report then leaves that section out.
+Stages and the per-layer means with their cluster-bootstrap CIs come from the analysis' ``summary.json``,
+as it wrote them: the report never recomputes them, so the report and summary.json never disagree. What a
+summary.json lacks (no analysis ran, or an older evolens wrote it) is left out and named in the notes
+(``summary_notes``). A JSON file without a dedicated view (``report.experiments``) becomes plain tables;
+PNG figures are embedded as data URIs. Every reader tolerates a missing file: the report then leaves that
+section out.
 """
 
 from __future__ import annotations
@@ -14,35 +15,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from evolens.analysis.distribution import layer_statistics, statistics_to_dict
-from evolens.analysis.stages import Stage
-from evolens.io.trace import Trace
-from evolens.plots.style import STAGE_LABELS
+from evolens.vocabulary import METRICS, OVERVIEW, layer_span, stage_label
 
-CURVES = (
-    ("jsd_next", "JSD between consecutive layers (nats)"),
-    ("prob", "probability of the emitted token"),
-    ("entropy", "entropy of the next-token distribution (nats)"),
-    ("kl_last", "KL(last layer ‖ layer) (nats)"),
-)
 MAX_FIGURE_BYTES = 3_000_000
 
 
-def layer_curves(trace: Trace, summary: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Per-layer mean over all generated tokens with its 95% bootstrap CI resampling whole samples, as
-    summary.json's ``distribution`` holds it; ``jsd_next`` sits at layers 1..L (the change a layer made).
-    """
-    distribution = (summary or {}).get("distribution")
-    if not distribution or any(key not in distribution for key, _ in CURVES):
-        keys = tuple(key for key, _ in CURVES)
-        distribution = statistics_to_dict(layer_statistics(trace, metrics=keys), trace)
+def layer_curves(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The dataset curves (``evolens.vocabulary.OVERVIEW``) that summary.json's ``distribution`` holds:
+    per-layer mean over all generated tokens with its 95% bootstrap CI resampling whole samples; a
+    transition metric (``jsd_next``) sits at layers 1..L (the change a layer made)."""
+    distribution = (summary or {}).get("distribution") or {}
     curves = []
-    for key, label in CURVES:
+    for key in OVERVIEW:
+        if key not in distribution:
+            continue
         overall = distribution[key]["all"]
         curves.append(
             {
                 "key": key,
-                "label": label,
+                "label": METRICS[key].label,
                 "layers": list(distribution[key]["layers"]),
                 "mean": overall["mean"],
                 "low": overall["low"],
@@ -52,6 +43,26 @@ def layer_curves(trace: Trace, summary: dict[str, Any] | None) -> list[dict[str,
     return curves
 
 
+def summary_notes(summary: dict[str, Any] | None) -> list[str]:
+    """What the report cannot show because summary.json lacks it (no analysis, or an older evolens)."""
+    if summary is None:
+        return ["no analysis (summary.json): the stages and the per-layer curves are not shown"]
+    notes = []
+    distribution = summary.get("distribution") or {}
+    missing = [key for key in OVERVIEW if key not in distribution]
+    if missing:
+        notes.append(
+            f"summary.json has no per-layer statistics of {', '.join(missing)} (written by an older "
+            "evolens): those dataset curves are not shown; run evolens analyze again"
+        )
+    if "token_strings" not in summary:
+        notes.append(
+            "summary.json has no token strings (written by an older evolens): top-k tokens the trace "
+            "does not name itself are shown as #id; run evolens analyze again"
+        )
+    return notes
+
+
 def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, Any] | None:
     """Critical and mutation layers (with CIs when given) and the stage spans, from ``summary.json``."""
     if not summary:
@@ -59,7 +70,7 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
     critical, critical_ci = value_and_ci(summary, "critical_layer")
     mutation, mutation_ci = value_and_ci(summary, "mutation_layer")
     stages = [
-        stage_entry(Stage(str(s["name"]), int(s["start"]), int(s["end"])))
+        stage_entry(str(s["name"]), int(s["start"]), int(s["end"]))
         for s in summary.get("stages") or []
         if isinstance(s, dict) and {"name", "start", "end"} <= s.keys()
     ]
@@ -74,14 +85,13 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
     }
 
 
-def stage_entry(stage: Stage) -> dict[str, Any]:
+def stage_entry(name: str, start: int, end: int) -> dict[str, Any]:
     """A stage for the page: its span, and its label as the figures write it ("mutation: layer 30")."""
-    name = STAGE_LABELS.get(stage.name, stage.name.replace("_", " "))
     return {
-        "name": stage.name,
-        "start": stage.start,
-        "end": stage.end,
-        "label": f"{name}: {stage.span}",
+        "name": name,
+        "start": start,
+        "end": end,
+        "label": f"{stage_label(name)}: {layer_span(start, end)}",
     }
 
 

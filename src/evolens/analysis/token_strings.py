@@ -1,14 +1,15 @@
 """Strings for token ids, from the trace alone where possible.
 
 A trace stores the string of every emitted token, but only the ids of the top-k candidates. Strings come
-from, in order: a ``topk_tokens`` step column or a ``vocab.json`` ({id: string}) if the trace has one;
-the emitted tokens themselves; the tokenizer named by the trace's metadata when it is on this machine
-(tokenizer files only, never the model); and otherwise ``#<id>``.
+from, in order: what the trace itself names (``Trace.token_strings``: a ``topk_tokens`` step column or a
+``vocab.json`` ({id: string}) if the trace has one, the emitted tokens themselves); the tokenizer named by
+the trace's metadata when it is on this machine (tokenizer files only, never the model); and otherwise
+``#<id>``. The analysis writes the strings of every top-k id into summary.json (``token_strings``), so the
+report never needs the tokenizer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -25,16 +26,7 @@ class TokenStrings:
     """id -> string for one trace; call it with a token id."""
 
     def __init__(self, trace: Trace, use_tokenizer: bool = True) -> None:
-        self._known: dict[int, str] = {}
-        vocab_file = trace.directory / "vocab.json"
-        if vocab_file.is_file():
-            self._known.update({int(k): v for k, v in json.loads(vocab_file.read_text()).items()})
-        if "topk_tokens" in trace.steps:
-            ids, _ = trace.topk()
-            for step_ids, step_tokens in zip(ids, trace.steps["topk_tokens"], strict=True):
-                for layer_ids, layer_tokens in zip(step_ids, step_tokens, strict=True):
-                    self._known.update(zip(layer_ids.tolist(), list(layer_tokens), strict=True))
-        self._known.update(zip(trace.steps["token_id"].astype(int), trace.steps["token"], strict=True))
+        self._known: dict[int, str] = trace.token_strings()
         self._decode = _local_tokenizer(trace.meta) if use_tokenizer else None
 
     def __call__(self, token_id: int) -> str:
@@ -42,6 +34,10 @@ class TokenStrings:
         if token_id not in self._known:
             self._known[token_id] = self._decode(token_id) if self._decode else f"#{token_id}"
         return self._known[token_id]
+
+    def of_ids(self, token_ids: np.ndarray) -> dict[str, str]:
+        """{"id": string} for every distinct id in ``token_ids``, ascending by id (summary.json's form)."""
+        return {str(int(t)): self(int(t)) for t in np.unique(np.asarray(token_ids))}
 
     def many(self, token_ids: np.ndarray) -> np.ndarray:
         """Strings for an array of ids, same shape."""
