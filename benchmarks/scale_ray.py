@@ -5,7 +5,7 @@ One run, one machine: N bundled photos, one prompt, greedy decoding, the same ba
   cluster_start_s  ray.init of a local cluster with --cpus logical CPUs (once, before the Ray runs)
   local            load_model (load_s), then evolens.trace on the images (trace_s), in a process of its
                    own, before the Ray runs and after each round of them
-  ray-K            trace_on_ray with K actors into an empty directory (total_s), split into
+  ray-K            evolens.trace on the Ray engine with K actors into an empty directory (total_s), split into
                    startup_s: until the last actor has its model (the driver's probe load, starting the
                    actor processes, their model loads; read from the actors' own clock stamps), and
                    trace_s = total_s - startup_s: reading, decoding, tracing, committing, finalizing.
@@ -51,8 +51,7 @@ from trace_overhead import PROMPT, write_images
 
 from evolens.io.store import read_trace
 from evolens.models import LoadedModel, load_model
-from evolens.tracing.ray_engine import RayOptions, trace_on_ray
-from evolens.tracing.tracer import trace
+from evolens.tracing import RayEngine, RayOptions, trace
 
 
 def stamped_load(name: str, device: str, stamps: Path) -> LoadedModel:
@@ -98,9 +97,9 @@ def run_ray(args: argparse.Namespace, images: list[Path], out: Path, actors: int
     cpus = max(1, args.threads // actors)
     options = RayOptions(actors=actors, cpus_per_actor=cpus, gpus_per_actor=args.gpus_per_actor)
     started = time.time()
-    result = trace_on_ray(
+    result = trace(
         loader, images, PROMPT, out=out, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        device=args.device, options=options,
+        device=args.device, engine=RayEngine(options),
     )  # fmt: skip
     finished = time.time()
     assert len(result.traced) == len(images), result.failures

@@ -2,7 +2,7 @@
 
 Scenes come from seeds 10_000_000 and up, disjoint from the training seeds (0..N) and the validation seeds
 (5_000_000..). Prints a table, writes the numbers into the manifest's ``quality`` entry and the answers to
-``--records`` (JSONL). See ``evolens.models.demo.quality`` for the definitions.
+``--records`` (JSONL). See ``scripts/demo/quality.py`` for the definitions.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import torch
+from demo.quality import EVAL_SEED_BASE, measure
 from rich.console import Console
 from rich.table import Table
 
 from evolens.models import load_model
 from evolens.models.demo.assets import ASSETS_ENV, asset_dir, read_manifest, write_manifest
-from evolens.models.demo.quality import EVAL_SEED_BASE, measure
 
 BARS = {
     "color_accuracy": 0.90,

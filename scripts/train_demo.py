@@ -2,7 +2,7 @@
 
 EfficientNet-Lite0 stays frozen, and so do SmolLM2's own weights; the projector and low-rank updates of the
 decoder's attention and MLP layers learn. Vision features of several renderings of every training scene
-(the reference renderer and random training styles, ``evolens.models.demo.training.rendering_style``) are
+(the reference renderer and random training styles, ``demo.training.rendering_style``) are
 computed once and cached; each step draws fresh multi-turn conversations about them, with the loss on answer
 tokens only. The first ``--single-steps`` steps use single-object scenes only (a curriculum).
 
@@ -22,6 +22,16 @@ import time
 from pathlib import Path
 
 import torch
+from demo.training import (
+    Batch,
+    align_projector,
+    alignment_targets,
+    answer_loss,
+    attach_lora,
+    lora_factors,
+    make_batch,
+    scene_features,
+)
 from safetensors.torch import load_file
 
 from evolens.data.shapes.world import sample_scene
@@ -37,16 +47,6 @@ from evolens.models.demo.assets import (
     write_manifest,
 )
 from evolens.models.demo.lora import LORA_FILE, LoraSettings
-from evolens.models.demo.training import (
-    Batch,
-    align_projector,
-    alignment_targets,
-    answer_loss,
-    attach_lora,
-    lora_factors,
-    make_batch,
-    scene_features,
-)
 from evolens.models.demo.vision import VisionConfig
 
 VALIDATION_SEEDS = range(5_000_000, 5_000_032)  # held out from training, never used for evaluation

@@ -28,9 +28,9 @@ def test_trace_is_a_function_and_the_engine_a_package() -> None:
     """Defect: ``evolens.trace`` was both a module and a function, so ``import evolens.trace`` broke it."""
     assert importlib.util.find_spec("evolens.trace") is None
     assert callable(evolens.trace) and evolens.trace.__module__ == "evolens.tracing.tracer"
-    from evolens.tracing import Tracer, TraceSettings
+    from evolens.tracing import Tracer, TraceSpec
 
-    assert Tracer.__module__ == "evolens.tracing.tracer" and TraceSettings().lens == "normed"
+    assert Tracer.__module__ == "evolens.tracing.tracer" and TraceSpec().lens == "normed"
 
 
 def test_only_the_capture_module_hooks_decoder_layers() -> None:

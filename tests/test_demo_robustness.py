@@ -5,12 +5,12 @@ from __future__ import annotations
 import random
 
 import pytest
+from scripts.demo.quality import UNSEEN_SIZE, UNSEEN_STYLE, answer_all
 
 from evolens.data.shapes import parse_color, parse_shape, sample_scene
 from evolens.data.shapes.render import DEFAULT_SIZE, random_style
 from evolens.models import LoadedModel
 from evolens.models.demo.assets import asset_dir, read_manifest
-from evolens.models.demo.quality import UNSEEN_SIZE, UNSEEN_STYLE, answer_all
 
 HELD_OUT = 10_000_000 + 900  # evaluation seeds, past the known-answer scenes of test_demo_model
 N_SCENES = 24

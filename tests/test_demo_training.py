@@ -7,15 +7,7 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
-from transformers import LlamaConfig, LlamaForCausalLM
-
-from evolens.data.shapes.text import conversation
-from evolens.data.shapes.world import sample_scene
-from evolens.errors import ModelLoadError
-from evolens.models.demo.lora import LoraSettings, merge_lora
-from evolens.models.demo.model import DemoVLM, Projector
-from evolens.models.demo.processor import DemoProcessor
-from evolens.models.demo.training import (
+from scripts.demo.training import (
     IGNORE,
     alignment_targets,
     answer_loss,
@@ -26,6 +18,14 @@ from evolens.models.demo.training import (
     make_batch,
     tokenize_conversation,
 )
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from evolens.data.shapes.text import conversation
+from evolens.data.shapes.world import sample_scene
+from evolens.errors import ModelLoadError
+from evolens.models.demo.lora import LoraSettings, merge_lora
+from evolens.models.demo.model import DemoVLM, Projector
+from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
 
 CONFIG = VisionConfig(tokens_per_cell=3)

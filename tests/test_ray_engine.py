@@ -33,8 +33,8 @@ from evolens.errors import ModelLoadError, NumericalError, UsageError
 from evolens.io.store import finished_sample_ids, read_failures, read_trace
 from evolens.models import LoadedModel, load_model
 from evolens.tracing import ray_engine
-from evolens.tracing.ray_engine import RayOptions, trace_on_ray
-from evolens.tracing.recorder import HiddenSelection
+from evolens.tracing.ray_engine import RayEngine
+from evolens.tracing.spec import RayOptions
 from evolens.tracing.tracer import trace
 from tests.ray_support import assert_same_trace, descendants, running, torch_threads
 
@@ -99,12 +99,12 @@ def test_ray_trace_equals_the_local_trace(
     do not share (they keep the one the cluster started in)."""
     monkeypatch.chdir(tmp_path)
     relative = Path(os.path.relpath(images, tmp_path))
-    settings = {"max_new_tokens": 6, "batch_size": 2, "keep_hidden": HiddenSelection(steps=(0, 2))}
+    settings = {"max_new_tokens": 6, "batch_size": 2, "keep_hidden": True, "hidden_steps": "0,2"}
     prompt = "What colour is the shape?"
     with torch_threads(1):  # as each actor with one CPU: the same fp32 reductions, so the same numbers
         local = trace(demo_vlm, relative, prompt, out="local", **settings)
     options = RayOptions(actors=2, cpus_per_actor=1)
-    result = trace_on_ray("demo", relative, prompt, out="ray", options=options, **settings)
+    result = trace("demo", relative, prompt, out="ray", engine=RayEngine(options), **settings)
     assert sorted(result.traced) == sorted(local.traced) and len(result.traced) == 4
     assert [f["sample_id"] for f in result.failures] == ["broken"]
     assert read_failures(tmp_path / "ray") == read_failures(tmp_path / "local")
@@ -124,7 +124,7 @@ def test_ray_trace_equals_the_local_trace(
 DRIVER = """
 import json, os, signal, sys, time
 from evolens.models.load import load_model
-from evolens.tracing.ray_engine import RayOptions, trace_on_ray
+from evolens.tracing import RayEngine, RayOptions, trace
 
 args = json.loads(sys.argv[1])
 
@@ -146,8 +146,8 @@ def kill_after_first_outcome(done, total):
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-trace_on_ray(slow_model, None, args["prompts"], out=args["out"], max_new_tokens=4, batch_size=2,
-             progress=kill_after_first_outcome, options=RayOptions(address=args["address"]))
+trace(slow_model, None, args["prompts"], out=args["out"], max_new_tokens=4, batch_size=2,
+      progress=kill_after_first_outcome, engine=RayEngine(RayOptions(address=args["address"])))
 """
 
 
@@ -164,8 +164,8 @@ def test_driver_killed_mid_run_then_rerun_traces_every_sample_once(
     before = set(pq.read_table(out / "samples").column("sample_id").to_pylist())
     assert 0 < len(before) < len(PROMPTS), "killed mid-run: some samples committed, not all"
     options = RayOptions(actors=2)
-    resumed = trace_on_ray(
-        str(tiny_model_dir), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, options=options
+    resumed = trace(
+        str(tiny_model_dir), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options)
     )
     assert set(resumed.skipped) >= before and not resumed.failures
     done = resumed.skipped + resumed.traced
@@ -173,8 +173,14 @@ def test_driver_killed_mid_run_then_rerun_traces_every_sample_once(
     local_trace(tiny_model_dir, tmp_path / "local")
     assert_same_trace(tmp_path / "local", out)
     with pytest.raises(UsageError, match="other settings"):
-        trace_on_ray(
-            str(tiny_model_dir), None, PROMPTS, out=out, max_new_tokens=5, batch_size=2, options=options
+        trace(
+            str(tiny_model_dir),
+            None,
+            PROMPTS,
+            out=out,
+            max_new_tokens=5,
+            batch_size=2,
+            engine=RayEngine(options),
         )
 
 
@@ -207,8 +213,8 @@ def test_an_actor_killed_mid_commit_is_retried_and_nothing_is_lost_or_doubled(
     marker = tmp_path / "killed"
     loader = functools.partial(load_and_die_once, str(tiny_model_dir), marker)
     out = tmp_path / "trace"
-    result = trace_on_ray(
-        loader, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, options=RayOptions(actors=2)
+    result = trace(
+        loader, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(RayOptions(actors=2))
     )
     assert marker.exists(), "an actor was killed"
     assert sorted(result.traced) == sorted(read_trace(out).samples["sample_id"]) and not result.failures
@@ -241,11 +247,19 @@ def test_an_error_in_an_actor_stops_the_run_in_one_line_and_the_rerun_traces_the
     failing = functools.partial(load_with_a_failing_prompt, str(tiny_model_dir), PROMPTS[-1])
     out, options = tmp_path / "trace", RayOptions(actors=1)
     with pytest.raises(NumericalError, match=r"^NaN in the hidden state of the batch asking") as caught:
-        trace_on_ray(failing, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, options=options)
+        trace(failing, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options))
     assert "Traceback" not in str(caught.value) and "ray::" not in str(caught.value)
     before = finished_sample_ids(out)
     assert prompt_id(PROMPTS[-1]) not in before
-    resumed = trace_on_ray(str(tiny_model_dir), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2)
+    resumed = trace(
+        str(tiny_model_dir),
+        None,
+        PROMPTS,
+        out=out,
+        max_new_tokens=4,
+        batch_size=2,
+        engine=RayEngine(RayOptions()),
+    )
     assert set(resumed.skipped) == before and not set(resumed.traced) & before
     assert len(resumed.skipped) + len(resumed.traced) == len(PROMPTS)
     local_trace(tiny_model_dir, tmp_path / "local")
@@ -255,7 +269,7 @@ def test_an_error_in_an_actor_stops_the_run_in_one_line_and_the_rerun_traces_the
 DYING_DRIVER = """
 import json, os, sys
 from evolens.models.load import load_model
-from evolens.tracing.ray_engine import RayOptions, trace_on_ray
+from evolens.tracing import RayEngine, RayOptions, trace
 
 args = json.loads(sys.argv[1])
 
@@ -275,8 +289,8 @@ def model_that_kills_its_actor():
 
 
 options = RayOptions(address=args["address"], actors=2, max_retries=1, max_restarts=1)
-result = trace_on_ray(model_that_kills_its_actor, None, args["prompts"], out=args["out"], max_new_tokens=4,
-                      batch_size=2, options=options)
+result = trace(model_that_kills_its_actor, None, args["prompts"], out=args["out"], max_new_tokens=4,
+               batch_size=2, engine=RayEngine(options))
 print(json.dumps({"traced": result.traced, "failures": result.failures}))
 """
 
@@ -330,11 +344,11 @@ def test_an_output_folder_the_actors_do_not_see_is_refused_in_one_line(
 
 def test_user_errors_from_the_cluster_are_one_line(ray_cluster: str, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError, match=r"^unknown model 'no-such-model'"):
-        trace_on_ray("no-such-model", None, "Hello?", out=tmp_path / "t")
+        trace("no-such-model", None, "Hello?", out=tmp_path / "t", engine=RayEngine(RayOptions()))
     with pytest.raises(UsageError, match="the Ray cluster has 4 CPUs; 4 actors x 1 CPUs"):
-        trace_on_ray("demo-text", None, "Hello?", out=tmp_path / "t", options=RayOptions(actors=4))
+        trace("demo-text", None, "Hello?", out=tmp_path / "t", engine=RayEngine(RayOptions(actors=4)))
     with pytest.raises(UsageError, match="GPUs"):
-        trace_on_ray("demo-text", None, "Hello?", out=tmp_path / "t", device="cuda")
+        trace("demo-text", None, "Hello?", out=tmp_path / "t", device="cuda", engine=RayEngine(RayOptions()))
 
 
 @pytest.mark.parametrize(
@@ -346,11 +360,17 @@ def test_user_errors_from_the_cluster_are_one_line(ray_cluster: str, tmp_path: P
             "--engine ray",
         ),
         (["--max-retries", "1"], "--max-restarts need --engine ray"),
-        (["--engine", "spark"], "--engine spark: use local or ray"),
-        (["--engine", "ray", "--actors", "0"], "--actors must be at least 1 (got 0)"),
-        (["--engine", "ray", "--cpus-per-actor", "0"], "--cpus-per-actor must be above 0"),
-        (["--engine", "ray", "--max-retries", "-1"], "--max-retries must be 0 or more (got -1)"),
-        (["--engine", "ray", "--max-restarts", "-1"], "--max-restarts must be 0 or more (got -1)"),
+        (["--engine", "spark"], "--engine spark: use one of local, ray"),
+        (["--engine", "ray", "--actors", "0"], "actors: input should be greater than or equal to 1 (got 0)"),
+        (["--engine", "ray", "--cpus-per-actor", "0"], "cpus_per_actor: input should be greater than 0"),
+        (
+            ["--engine", "ray", "--max-retries", "-1"],
+            "max_retries: input should be greater than or equal to 0",
+        ),
+        (
+            ["--engine", "ray", "--max-restarts", "-1"],
+            "max_restarts: input should be greater than or equal to 0",
+        ),
         (["--engine", "ray", "--device", "cuda:1"], "with the Ray engine use --device cuda"),
         (["--engine", "ray", "--gpus-per-actor", "1"], "--gpus-per-actor 1 needs --device cuda"),
     ],

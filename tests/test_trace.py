@@ -16,7 +16,6 @@ from evolens.io.store import TraceWriter, read_failures, read_trace
 from evolens.models import LoadedModel
 from evolens.tracing import tracer as tracer_module
 from evolens.tracing.check import trace_matches_logits
-from evolens.tracing.recorder import HiddenSelection
 from evolens.tracing.tracer import trace
 
 PROMPTS = [
@@ -160,6 +159,8 @@ def test_nan_in_a_layer_names_sample_step_and_layer(tiny_llama: LoadedModel, tmp
         ({"lens": "tuned"}, "comes with no tuned lens"),
         ({"max_new_tokens": -1}, "max_new_tokens"),
         ({"batch_size": 0}, "batch_size"),
+        ({"hidden_steps": "3-1"}, "runs backwards"),
+        ({"max_new_tokns": 5}, "max_new_tokns: unknown key \\(did you mean 'max_new_tokens'\\?\\)"),
     ],
 )
 def test_bad_settings_are_usage_errors(
@@ -172,8 +173,8 @@ def test_bad_settings_are_usage_errors(
 def test_hidden_states_of_chosen_steps_and_layers(tiny_llama: LoadedModel, tmp_path: Path) -> None:
     from safetensors.numpy import load_file
 
-    keep = HiddenSelection.parse(steps="0-1", layers="0,2")
-    trace(tiny_llama, None, ["Name a colour."], out=tmp_path, max_new_tokens=3, keep_hidden=keep)
+    keep = {"keep_hidden": True, "hidden_steps": "0-1", "hidden_layers": "0,2"}
+    trace(tiny_llama, None, ["Name a colour."], out=tmp_path, max_new_tokens=3, **keep)
     tables = read_trace(tmp_path)
     sample = tables.samples.iloc[0]
     stored = load_file(str(tmp_path / "hidden" / f"{sample['sample_id']}.safetensors"))

@@ -117,7 +117,7 @@ def test_cli_text_only_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> N
     [
         (["--lens", "logit"], "unknown lens 'logit'"),
         (["--lens", "tuned"], "model 'demo-text' comes with no tuned lens"),
-        (["--max-new-tokens", "-3"], "max_new_tokens must be"),
+        (["--max-new-tokens", "-3"], "max_new_tokens: input should be greater than 0 (got -3)"),
     ],
 )
 def test_cli_usage_errors_exit_2_with_one_line(
@@ -170,3 +170,23 @@ def test_cli_refuses_a_second_writer_of_one_folder_naming_it(
     assert code == 2 and len(error.splitlines()) == 1
     assert f"{out} is being written by another process (pid {os.getpid()}" in error
     assert not (out / "meta.json").exists() and not (out / "samples").exists()
+
+
+def test_the_trace_flags_are_the_trace_spec_and_a_run_config_sets_them_all() -> None:
+    """One definition of every trace setting: ``evolens trace`` has a flag per ``TraceSpec`` field (same
+    default) and one per ``RayOptions`` field, and a run config's ``trace:`` and ``ray:`` sections are those
+    specs, so ``evolens run`` can set every setting the trace command can."""
+    import inspect
+
+    from evolens.cli.trace import RAY_FLAGS, trace_command
+    from evolens.pipeline.config import RunConfig
+    from evolens.tracing.spec import RayOptions, TraceSpec
+
+    parameters = inspect.signature(trace_command).parameters
+    not_settings = {"images", "prompt", "out", "model", "limit", "device", "dtype", "engine"}
+    assert set(parameters) - not_settings == set(TraceSpec.model_fields) | set(RAY_FLAGS.values())
+    for name, field in TraceSpec.model_fields.items():
+        assert parameters[name].default == field.default, name
+    assert set(RAY_FLAGS) == set(RayOptions.model_fields)
+    assert RunConfig.model_fields["trace"].annotation is TraceSpec
+    assert RunConfig.model_fields["ray"].annotation is RayOptions

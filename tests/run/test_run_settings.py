@@ -29,9 +29,10 @@ def test_run_passes_every_analyze_setting_and_delegates_skip_outputs(
     tiny_vlm_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Defects: the run ignored analyze.n_boot and analyze.projections (validated, documented and
-    fingerprinted, but never passed on), and re-implemented the skip experiment's writer."""
+    fingerprinted, but never passed on), and re-implemented the skip experiment (it runs
+    ``interventions.skip_run.run_skip``, as ``evolens skip`` does)."""
     seen: dict[str, Any] = {}
-    real_analyze, real_write = stages.analyze, stages.write_skip_outputs
+    real_analyze, real_write = stages.analyze, stages.run_skip
 
     def spy_analyze(trace_dir: Path, out: Path, options: Any) -> Any:
         seen["options"] = options
@@ -42,7 +43,7 @@ def test_run_passes_every_analyze_setting_and_delegates_skip_outputs(
         return real_write(*args, **kwargs)
 
     monkeypatch.setattr(stages, "analyze", spy_analyze)
-    monkeypatch.setattr(stages, "write_skip_outputs", spy_write)
+    monkeypatch.setattr(stages, "run_skip", spy_write)
     text = tiny_run_config(tiny_vlm_dir, tmp_path / "run").replace(
         "trace: {max_new_tokens: 6, batch_size: 1, top_k: 3, keep_hidden: false}",
         "trace: {max_new_tokens: 6, batch_size: 2, top_k: 3}",

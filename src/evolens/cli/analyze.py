@@ -10,22 +10,22 @@ import yaml
 
 from evolens.cli import app
 from evolens.errors import UsageError
+from evolens.vocabulary import HEATMAP
 
-METRICS = {"jsd": "jsd_next", "jsd_next": "jsd_next", "paper_js": "paper_js"}
+METRICS = {"jsd": "jsd_next", **{name: name for name in HEATMAP}}
+"""--metric values -> the heatmap metric (``evolens.vocabulary.HEATMAP``); "jsd" is short for jsd_next."""
 
 
 def parse_steps(text: str | None) -> tuple[int, int] | None:
-    """ "5-40" -> (5, 40); "7" -> (7, 7); None -> None."""
+    """ "5-40" -> (5, 40); "7" -> (7, 7); None -> None: one range of generated steps."""
     if not text:
         return None
-    first, _, last = text.partition("-")
-    try:
-        steps = (int(first), int(last or first))
-    except ValueError:
-        raise UsageError(f"--steps must look like 0-40, got '{text}'") from None
-    if steps[0] < 0 or steps[1] < steps[0]:
-        raise UsageError(f"--steps must be FIRST-LAST with 0 <= FIRST <= LAST, got '{text}'")
-    return steps
+    from evolens.tracing.spec import parse_indices
+
+    steps = parse_indices(text, "--steps")
+    if len(steps) != steps[-1] - steps[0] + 1:
+        raise UsageError(f"--steps must be one range FIRST-LAST, e.g. 0-40 (got '{text}')")
+    return steps[0], steps[-1]
 
 
 def parse_answer(text: str | None) -> int | list[str] | str:

@@ -17,43 +17,27 @@ from evolens.cli import app
 from evolens.errors import UsageError
 
 if TYPE_CHECKING:
-    from evolens.interventions.experiments import Condition
+    from evolens.interventions.skip_run import SkipPlan
 
 Flag = typer.Option  # short alias so each option fits on one line
 
 
-def check_plan_flags(skip: str | None, plan: str | None, trace: Path | None) -> None:
-    """The flag checks that need no model: one of --skip / --plan, and the trace a plan needs."""
+def skip_plan(
+    skip: str | None, plan: str | None, trace: Path | None, seeds: int, max_new_tokens: int, batch_size: int
+) -> SkipPlan:
+    """The ``SkipPlan`` of the flags, checked before any model loads: one of --skip / --plan, and the trace
+    a plan needs."""
+    from evolens.interventions.skip_run import SkipPlan
+
     if (skip is None) == (plan is None):
         raise UsageError("give exactly one of --skip RANGE or --plan stages")
-    if plan is None:
-        return
-    if plan != "stages":
+    if plan is not None and plan != "stages":
         raise UsageError(f"unknown --plan '{plan}'; the only plan is 'stages' (with --trace)")
-    if trace is None:
+    if plan is not None and trace is None:
         raise UsageError("--plan stages needs --trace TRACE_DIR (a trace of this model)")
-    if not (trace / "meta.json").is_file():
+    if trace is not None and not (trace / "meta.json").is_file():
         raise UsageError(f"{trace}: no trace there (no meta.json); run `evolens trace` first")
-
-
-def build_conditions(
-    n_layers: int, skip: str | None, plan: str | None, trace: Path | None, seeds: int
-) -> tuple[list[Condition], dict | None]:
-    """The conditions from ``--skip`` or ``--plan stages --trace``, and the stage result used (if any)."""
-    from evolens.interventions.experiments import custom_conditions, stage_conditions
-    from evolens.interventions.plan import LayerPlan
-
-    check_plan_flags(skip, plan, trace)
-    seed_list = list(range(seeds))
-    if skip is not None:
-        return custom_conditions(LayerPlan.parse(skip, n_layers), seed_list), None
-    from evolens.analysis import detect_stages, load_trace
-
-    assert trace is not None  # check_plan_flags requires it with --plan
-    stages = detect_stages(load_trace(trace))
-    if stages.n_layers != n_layers:
-        raise UsageError(f"{trace} traces a model with {stages.n_layers} layers; this one has {n_layers}")
-    return stage_conditions(stages, seed_list), stages.to_dict()
+    return SkipPlan("stages" if skip is None else skip, seeds, max_new_tokens, batch_size, trace)
 
 
 @app.command("skip")
@@ -76,33 +60,23 @@ def skip_command(
 ) -> None:
     """Skip decoder layers (a range, or the stages found in a trace) and measure what changes."""
     from evolens.cli.inputs import experiment_samples
-    from evolens.interventions.experiments import run_experiment
-    from evolens.interventions.report import skip_table, write_skip_outputs
+    from evolens.interventions.report import skip_table
+    from evolens.interventions.skip_run import run_skip
     from evolens.models import load_model
 
-    check_plan_flags(skip, plan, trace)
+    chosen = skip_plan(skip, plan, trace, seeds, max_new_tokens, batch_size)
     loaded = load_model(model, device=device, dtype=dtype)
-    conditions, stages = build_conditions(loaded.n_layers, skip, plan, trace, seeds)
+    conditions = chosen.conditions(loaded.n_layers)
     out.mkdir(parents=True, exist_ok=True)
     samples, failures = experiment_samples(
         images, prompt, limit, shapes, shapes_seed, out, loaded.adapter.vision
     )
     console = Console(stderr=True)
-    for condition in conditions:
+    for condition in conditions[0]:
         console.print(f"{condition.name}: {condition.plan.describe()}")
-    summaries = run_experiment(
-        loaded, samples, conditions, max_new_tokens, batch_size, progress=lambda m: console.print(m)
+    record = run_skip(
+        loaded, samples, failures, chosen, out, lambda message: console.print(message), conditions
     )
-    settings = {
-        "model": loaded.name,
-        "n_layers": loaded.n_layers,
-        "prompt": prompt,
-        "max_new_tokens": max_new_tokens,
-        "n_samples": len(samples),
-        "random_seeds": list(range(seeds)),
-        "failures": failures,
-    }
-    record = write_skip_outputs(out, summaries, samples, settings, stages)
     table_console = Console() if Console().is_terminal else Console(width=150)
     table_console.print(skip_table(record, f"evolens skip: {loaded.name}, {len(samples)} inputs"))
     typer.echo(f"wrote {out / 'skip.json'}, {out / 'skip.png'}, {out / 'skip.svg'}")

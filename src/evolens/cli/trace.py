@@ -1,11 +1,13 @@
-"""``evolens trace``: generate on images (or a manifest) and write the per-layer trace dataset."""
+"""``evolens trace``: generate on images (or a manifest) and write the per-layer trace dataset.
+
+Its trace flags are the fields of ``evolens.tracing.spec.TraceSpec`` (same names, same defaults), its Ray
+flags those of ``RayOptions`` (``RAY_FLAGS``): ``tests/test_trace_cli.py`` checks both against the specs.
+"""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -45,13 +47,16 @@ def trace_command(
     ] = None,
     top_k: Annotated[int, typer.Option(help="Top tokens kept per layer and step.")] = 5,
     keep_hidden: Annotated[
-        bool, typer.Option(help="Store hidden states (fp16) for the feature views.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--keep-hidden/--no-keep-hidden", help="Store hidden states (fp16) for the feature views."
+        ),
+    ] = None,
     hidden_steps: Annotated[
         str, typer.Option(help="With --keep-hidden: steps to keep, e.g. all, 0-9, 0,3,5.")
     ] = "all",
     hidden_layers: Annotated[str, typer.Option(help="With --keep-hidden: lens layers to keep.")] = "all",
-    sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy.")] = False,
+    do_sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Sampling nucleus.")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
@@ -65,50 +70,47 @@ def trace_command(
     ray_address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (auto, HOST:PORT); default: start a local one.")
     ] = None,
-    actors: Annotated[int, typer.Option(help="--engine ray: tracer actors, one model each.")] = 1,
+    actors: Annotated[
+        int | None, typer.Option(help="--engine ray: tracer actors, one model each [1].")
+    ] = None,
     gpus_per_actor: Annotated[
         float | None, typer.Option(help="--engine ray: GPUs per actor (default 1 with --device cuda).")
     ] = None,
-    cpus_per_actor: Annotated[float, typer.Option(help="--engine ray: logical CPUs per actor.")] = 1.0,
+    cpus_per_actor: Annotated[
+        float | None, typer.Option(help="--engine ray: logical CPUs per actor (default 1).")
+    ] = None,
     max_retries: Annotated[
-        int,
-        typer.Option(help="--engine ray: times a batch is traced again after its actor died; then it fails."),
-    ] = 3,
+        int | None,
+        typer.Option(
+            help="--engine ray: times a batch is traced again after its actor died; then it fails [3]."
+        ),
+    ] = None,
     max_restarts: Annotated[
-        int, typer.Option(help="--engine ray: times Ray restarts an actor that died.")
-    ] = 3,
+        int | None, typer.Option(help="--engine ray: times Ray restarts an actor that died (default 3).")
+    ] = None,
 ) -> None:
     """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
     from rich.console import Console
 
-    from evolens.tracing.recorder import HiddenSelection
+    from evolens.errors import UsageError
+    from evolens.tracing.engines import engine_for
+    from evolens.tracing.spec import RayOptions, TraceSpec
     from evolens.tracing.tracer import trace
 
-    hidden = HiddenSelection.parse(hidden_steps, hidden_layers) if keep_hidden else False
-    cluster = {
-        "address": ray_address,
-        "actors": actors,
-        "gpus_per_actor": gpus_per_actor,
-        "cpus_per_actor": cpus_per_actor,
-        "max_retries": max_retries,
-        "max_restarts": max_restarts,
-    }
-    engine_trace = trace_engine(engine, cluster) or trace
-    result = engine_trace(
+    given = dict(locals())
+    spec = TraceSpec.of(**{name: given[name] for name in TraceSpec.model_fields})
+    cluster = {field: given[flag] for field, flag in RAY_FLAGS.items() if given[flag] is not None}
+    if cluster and engine == "local":
+        flags = ", ".join(f"--{flag.replace('_', '-')}" for flag in RAY_FLAGS.values())
+        raise UsageError(f"{flags} need --engine ray")
+    options = RayOptions.of(**cluster)
+    result = trace(
         model,
         images,
         prompt or None,
         out=out,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
-        lens=lens,
-        keep_hidden=hidden,
-        top_k=top_k,
-        do_sample=sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        paper_js=paper_js,
+        spec=spec,
+        engine=engine_for(engine, options),
         progress=True,
         device=device,
         dtype=dtype,
@@ -126,28 +128,12 @@ def trace_command(
         raise typer.Exit(1)
 
 
-RAY_FLAGS: dict[str, tuple[str, Any]] = {
-    "address": ("--ray-address", None),
-    "actors": ("--actors", 1),
-    "gpus_per_actor": ("--gpus-per-actor", None),
-    "cpus_per_actor": ("--cpus-per-actor", 1.0),
-    "max_retries": ("--max-retries", 3),
-    "max_restarts": ("--max-restarts", 3),
+RAY_FLAGS: dict[str, str] = {
+    "address": "ray_address",
+    "actors": "actors",
+    "gpus_per_actor": "gpus_per_actor",
+    "cpus_per_actor": "cpus_per_actor",
+    "max_retries": "max_retries",
+    "max_restarts": "max_restarts",
 }
-"""The Ray engine's flags by ``RayOptions`` field, with their defaults (the local engine takes none)."""
-
-
-def trace_engine(engine: str, cluster: dict[str, Any]) -> Callable[..., Any] | None:
-    """``trace_on_ray`` bound to the ``cluster`` options (``RayOptions`` fields) for ``--engine ray``; None
-    for the local engine."""
-    from evolens.errors import UsageError
-
-    if engine == "local":
-        if any(cluster[name] != default for name, (_, default) in RAY_FLAGS.items()):
-            raise UsageError(", ".join(flag for flag, _ in RAY_FLAGS.values()) + " need --engine ray")
-        return None
-    if engine != "ray":
-        raise UsageError(f"--engine {engine}: use local or ray")
-    from evolens.tracing.ray_engine import RayOptions, trace_on_ray
-
-    return functools.partial(trace_on_ray, options=RayOptions(**cluster))
+"""The Ray engine's flags (parameter names) by ``RayOptions`` field; unset, they take its defaults."""

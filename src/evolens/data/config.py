@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from evolens.errors import UsageError
 
+SectionT = TypeVar("SectionT", bound="Section")
 SourceKind = Literal["image", "folder", "jsonl", "coco", "amber", "shapes"]
 DEFAULT_DESCRIBE_PROMPT = "Please describe this image in detail."
 
@@ -22,6 +23,15 @@ class Section(BaseModel):
     """A config section: unknown keys are errors, values are checked on assignment too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    @classmethod
+    def of(cls: type[SectionT], **values: Any) -> SectionT:
+        """Validated from keyword values (flags, API arguments); a bad one is a one-line ``UsageError``
+        naming the setting."""
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise UsageError(validation_message(exc, cls)) from None
 
 
 class DataConfig(Section):

@@ -9,14 +9,12 @@ model's output is ``unembedding(final_norm(h_k))``, the normed lens of layer k.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from evolens.analysis.stages import format_layers
 from evolens.errors import UsageError
-
-_RANGE = re.compile(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$")
+from evolens.tracing.spec import parse_indices
+from evolens.vocabulary import format_layers
 
 
 @dataclass(frozen=True)
@@ -99,17 +97,5 @@ class LayerPlan:
 
 
 def parse_layers(spec: str) -> list[int]:
-    """ "12-20", "3,5,7-9" -> the sorted layer numbers (inclusive ranges); no range checks."""
-    layers: set[int] = set()
-    for part in spec.split(","):
-        if not part.strip():
-            continue
-        match = _RANGE.match(part)
-        if match is None:
-            raise UsageError(f"cannot read layer range '{part.strip()}'; use e.g. 12-20 or 3,5,7-9")
-        start = int(match.group(1))
-        stop = int(match.group(2)) if match.group(2) is not None else start
-        if stop < start:
-            raise UsageError(f"layer range '{part.strip()}' runs backwards; write {stop}-{start}")
-        layers.update(range(start, stop + 1))
-    return sorted(layers)
+    """ "12-20", "3,5,7-9" -> the sorted layer numbers (inclusive ranges); no range checks; "" -> []."""
+    return list(parse_indices(spec, "layer range")) if spec.replace(",", "").strip() else []

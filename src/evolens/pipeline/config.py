@@ -18,29 +18,9 @@ from evolens.data.config import DataConfig, Section, validation_message
 from evolens.errors import UsageError
 from evolens.io.atomic import json_text
 from evolens.lenses.spec import LensSpec
+from evolens.tracing.spec import RayOptions, TraceSpec
 
 PATH_KEYS = ("out", "data.path", "data.annotations")
-
-
-class TraceConfig(Section):
-    """How generation is traced (see ``evolens trace``)."""
-
-    max_new_tokens: int = Field(default=64, gt=0, le=4096)
-    batch_size: int = Field(default=4, gt=0)
-    lens: str = "normed"
-    """normed, raw, tuned (the model's own tuned lens) or tuned:PATH (a folder in the tuned-lens format)."""
-    top_k: int = Field(default=5, gt=0, le=100)
-    keep_hidden: bool | None = None
-    """Store hidden states (fp16; ~2 x L x d bytes per token: 69 MB per 256-token sample on a 7B model).
-    Left out, it is on exactly when a view needs them (``analyze.projections``) and off otherwise."""
-    do_sample: bool = False
-    temperature: float = Field(default=1.0, gt=0)
-    seed: int = 0
-
-    @field_validator("lens")
-    @classmethod
-    def _known_lens(cls, lens: str) -> str:
-        return _checked_lens(lens)
 
 
 def _checked_lens(lens: str) -> str:
@@ -116,21 +96,6 @@ class ReportConfig(Section):
     title: str | None = None
 
 
-class RayConfig(Section):
-    """Where the Ray engine runs (``engine: ray``), as ``evolens trace --engine ray`` flags."""
-
-    address: str | None = None
-    """The cluster to join ("auto", "HOST:PORT"); left out, a local cluster is started for the trace."""
-    actors: int = Field(default=1, ge=1)
-    gpus_per_actor: float | None = Field(default=None, ge=0)
-    """GPUs per actor (fractions share a GPU); left out, 1 with a CUDA device, else 0."""
-    cpus_per_actor: float = Field(default=1.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    """Times a batch is traced again after its actor died (out of memory, a crash); then its inputs fail."""
-    max_restarts: int = Field(default=3, ge=0)
-    """Times Ray restarts an actor that died."""
-
-
 class RunConfig(Section):
     """Everything ``evolens run`` does, in one object."""
 
@@ -140,10 +105,10 @@ class RunConfig(Section):
     engine: Literal["local", "ray"] = "local"
     """Where the trace stage runs: in this process, or on the actors of a Ray cluster (``ray``). Not part
     of what was traced: a trace begun by one engine can be finished by the other."""
-    ray: RayConfig = Field(default_factory=RayConfig)
+    ray: RayOptions = Field(default_factory=RayOptions)
     out: Path = Path("evolens-run")
     data: DataConfig
-    trace: TraceConfig = Field(default_factory=TraceConfig)
+    trace: TraceSpec = Field(default_factory=TraceSpec)
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     skip: SkipConfig = Field(default_factory=SkipConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)

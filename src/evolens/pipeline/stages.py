@@ -10,10 +10,9 @@ report -> ``evolens.report.build_report`` (one file, written atomically)
 
 from __future__ import annotations
 
-import functools
 import platform
-from collections.abc import Callable
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any
 
 import evolens
@@ -22,9 +21,7 @@ from evolens.data.resolve import Sample, open_images, resolve_samples
 from evolens.data.sources import load_rows, read_manifest
 from evolens.errors import EvolensError, InputError
 from evolens.eval.trace_metrics import write_hallucination
-from evolens.interventions.experiments import custom_conditions, run_experiment, stage_conditions
-from evolens.interventions.plan import LayerPlan
-from evolens.interventions.report import write_skip_outputs
+from evolens.interventions.skip_run import SkipPlan, run_skip
 from evolens.io import atomic
 from evolens.io.store import finished_sample_ids
 from evolens.io.store import read_failures as read_trace_failures
@@ -35,8 +32,7 @@ from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
 from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
-from evolens.tracing.ray_engine import RayOptions, trace_on_ray
-from evolens.tracing.tracer import TraceResult, trace
+from evolens.tracing.engines import TraceJob, TraceResult, engine_for
 
 ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "lens_compare", "report")
 
@@ -79,34 +75,25 @@ def trace_stage(context: RunContext) -> dict[str, Any]:
 
 def _trace_manifest(
     context: RunContext, out: Any, lens: str, keep_hidden: bool | None = None, exclusive: bool = False
-) -> Any:
-    """``trace`` of the run's manifest with the run's trace settings and ``lens``, into ``out``."""
-    settings = context.config.trace
-    engine_trace, model = (trace, context.model) if context.config.engine == "local" else ray_trace(context)
-    return engine_trace(
-        model,
-        context.layout.manifest,
-        out=out,
-        max_new_tokens=settings.max_new_tokens,
-        batch_size=settings.batch_size,
-        lens=lens,
-        top_k=settings.top_k,
-        keep_hidden=bool(settings.keep_hidden) if keep_hidden is None else keep_hidden,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature,
-        seed=settings.seed,
+) -> TraceResult:
+    """``trace`` of the run's manifest with the run's ``TraceSpec`` (``lens`` and ``keep_hidden`` replaced)
+    and engine, into ``out``. The model the run loaded for its other stages is reused by an engine that
+    traces in this process; the Ray engine's actors load it by name."""
+    config = context.config
+    hidden = config.trace.keep_hidden if keep_hidden is None else keep_hidden
+    spec = config.trace.model_copy(update={"lens": lens, "keep_hidden": bool(hidden)})
+    job = TraceJob(
+        model=config.model,
+        samples=resolve_samples(context.layout.manifest),
+        out=Path(out),
+        spec=spec,
+        device=config.device,
+        dtype=config.dtype,
         progress=not context.quiet,
         exclusive=exclusive,
+        loaded=lambda: context.model,
     )
-
-
-def ray_trace(context: RunContext) -> tuple[Callable[..., TraceResult], str]:
-    """``trace_on_ray`` bound to the run's device, dtype and cluster, and the model name each actor loads."""
-    config = context.config
-    cluster = RayOptions(**config.ray.model_dump())
-    return functools.partial(
-        trace_on_ray, device=config.device, dtype=config.dtype, options=cluster
-    ), config.model
+    return engine_for(config.engine, config.ray).run(job)
 
 
 def lens_compare_stage(context: RunContext) -> dict[str, Any]:
@@ -157,41 +144,35 @@ def analyze_stage(context: RunContext) -> dict[str, Any]:
 def skip_stage(context: RunContext) -> dict[str, Any]:
     """Generate again with layers skipped (the detected stages, or a given range) and compare."""
     config, loaded = context.config, context.model
-    seeds = list(range(config.skip.random_seeds))
-    stages = None
-    if config.skip.plan == "stages":
+    plan = SkipPlan(
+        config.skip.plan,
+        config.skip.random_seeds,
+        config.trace.max_new_tokens,
+        config.trace.batch_size,
+        context.layout.trace,
+    )
+    try:
+        conditions = plan.conditions(loaded.n_layers)
+    except EvolensError as exc:  # e.g. no critical layer: the run goes on, the report says why
+        context.say(f"skip: not run: {exc}")
         detected = detect_stages(load_trace(context.layout.trace))
-        try:
-            conditions, stages = stage_conditions(detected, seeds), detected.to_dict()
-        except EvolensError as exc:  # e.g. no critical layer: the run goes on, the report says why
-            context.say(f"skip: not run: {exc}")
-            with atomic.staged_directory(context.layout.skip) as staging:
-                atomic.write_json(staging / "skip.json", {"not run": str(exc), "stages": detected.to_dict()})
-            return {"conditions": 0}
-    else:
-        conditions = custom_conditions(LayerPlan.parse(config.skip.plan, loaded.n_layers), seeds)
+        with atomic.staged_directory(context.layout.skip) as staging:
+            atomic.write_json(staging / "skip.json", {"not run": str(exc), "stages": detected.to_dict()})
+        return {"conditions": 0}
     samples, failures = traced_samples(context, config.skip.limit)
     for failure in failures:
         context.say(f"skip: left out {failure}")
-    summaries = run_experiment(
-        loaded,
-        samples,
-        conditions,
-        config.trace.max_new_tokens,
-        config.trace.batch_size,
-        progress=lambda message: context.say(f"skip: {message}"),
-    )
-    settings = {
-        "model": config.model,
-        "n_layers": loaded.n_layers,
-        "max_new_tokens": config.trace.max_new_tokens,
-        "n_samples": len(samples),
-        "random_seeds": seeds,
-        "failures": failures,
-    }
     with atomic.staged_directory(context.layout.skip) as staging:
-        write_skip_outputs(staging, summaries, samples, settings, stages)
-    return {"conditions": len(conditions), "samples": len(samples)}
+        run_skip(
+            loaded,
+            samples,
+            failures,
+            plan,
+            staging,
+            lambda message: context.say(f"skip: {message}"),
+            conditions,
+        )
+    return {"conditions": len(conditions[0]), "samples": len(samples)}
 
 
 def hallucination_stage(context: RunContext) -> dict[str, Any]:

@@ -7,20 +7,45 @@ plug into.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from evolens.tracing.tracer import Tracer, TraceResult, TraceSettings, trace
+    from evolens.tracing.engines import TraceEngine, TraceJob, TraceResult, engine_for
+    from evolens.tracing.ray_engine import RayEngine
+    from evolens.tracing.spec import RayOptions, TraceSpec
+    from evolens.tracing.tracer import LocalEngine, Tracer, trace
 
-__all__ = ["TraceResult", "TraceSettings", "Tracer", "trace"]
+_MODULES = {
+    "trace": "tracer",
+    "Tracer": "tracer",
+    "LocalEngine": "tracer",
+    "RayEngine": "ray_engine",
+    "TraceSpec": "spec",
+    "RayOptions": "spec",
+    "TraceEngine": "engines",
+    "TraceJob": "engines",
+    "TraceResult": "engines",
+    "engine_for": "engines",
+}
+__all__ = [
+    "LocalEngine",
+    "RayEngine",
+    "RayOptions",
+    "TraceEngine",
+    "TraceJob",
+    "TraceResult",
+    "TraceSpec",
+    "Tracer",
+    "engine_for",
+    "trace",
+]
 
 
 def __getattr__(name: str) -> Any:
-    """The engine's names, imported on first use (``import evolens.tracing`` loads no torch)."""
-    if name not in __all__:
+    """The package's names, imported on first use (``import evolens.tracing`` loads no torch)."""
+    if name not in _MODULES:
         raise AttributeError(f"module 'evolens.tracing' has no attribute '{name}'")
-    from evolens.tracing import tracer
-
-    value = getattr(tracer, name)
+    value = getattr(importlib.import_module(f"evolens.tracing.{_MODULES[name]}"), name)
     globals()[name] = value
     return value

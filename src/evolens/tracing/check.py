@@ -12,7 +12,8 @@ from PIL import Image
 
 from evolens.models.check import CheckResult
 from evolens.models.loaded import LoadedModel
-from evolens.tracing.tracer import Tracer, TraceSettings
+from evolens.tracing.spec import TraceSpec
+from evolens.tracing.tracer import Tracer
 
 TOLERANCE = {torch.float32: 1e-4}
 """Max abs difference of probabilities in fp32; half precision gets ``HALF_TOLERANCE``."""
@@ -25,7 +26,7 @@ def trace_matches_logits(
     """The max abs difference between the traced last-layer probabilities and softmax(logits); fails when
     it exceeds the tolerance, the last layer's top-1 is not the emitted token, or the tokens differ."""
     inputs = loaded.build_inputs([prompt], [image] if loaded.adapter.vision else None)
-    tracer = Tracer(loaded, TraceSettings(max_new_tokens=steps, top_k=3))
+    tracer = Tracer(loaded, TraceSpec(max_new_tokens=steps, top_k=3))
     recorder = tracer.generate(inputs, ["check"])
     metrics = recorder.metrics(0)
     with torch.inference_mode():

@@ -1,7 +1,8 @@
-"""``trace_on_ray``: ``evolens.trace`` with generation spread over the actors of a Ray cluster (Ray Data).
+"""``RayEngine``: the engine (``evolens.tracing.engines``) that spreads a trace over the actors of a Ray
+cluster (Ray Data): ``evolens.trace(..., engine=RayEngine(RayOptions(actors=4)))``.
 
-The same inputs (``resolve_samples``), settings (``TraceSettings``), meta.json and trace directory as the
-local engine; a trace started by one engine can be continued by the other. The driver:
+The same inputs, ``TraceSpec``, meta.json and trace directory as the local engine; a trace started by one
+engine can be continued by the other. The driver:
 
 1. connects to the cluster (``RayOptions.address``) or starts a local one, and checks that the actors fit;
 2. loads the model once in a Ray task for meta.json (a different model or setting than an existing trace is
@@ -34,18 +35,19 @@ import os
 import secrets
 import shutil
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from evolens.data.arrow import decode_images
-from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
+from evolens.data.resolve import Sample
 from evolens.errors import EvolensError, UsageError
 from evolens.io.store import TraceWriter, finished_sample_ids, read_failures
 from evolens.lenses.spec import LensSpec
 from evolens.models.load import BUILTIN, load_model
 from evolens.models.loaded import LoadedModel
+from evolens.tracing.engines import TraceJob, TraceResult
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.ray_stages import (
     ModelLoader,
@@ -56,16 +58,8 @@ from evolens.tracing.ray_stages import (
     write_manifest,
     write_marker,
 )
-from evolens.tracing.recorder import HiddenSelection
-from evolens.tracing.tracer import (
-    TraceResult,
-    TraceSettings,
-    batches,
-    check_inputs_fit,
-    remaining_work,
-    trace_meta,
-    trace_settings,
-)
+from evolens.tracing.spec import RayOptions, TraceSpec
+from evolens.tracing.tracer import batches, check_inputs_fit, remaining_work, trace_meta
 
 Result = TypeVar("Result")
 
@@ -76,128 +70,47 @@ DECODE_MEMORY = 2**30
 resources differing from the actors' also keeps Ray Data from fusing decoding into the actors."""
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how wide the Ray engine runs.
+class RayEngine:
+    """Runs a trace on the actors of a Ray cluster (see the module doc); ``options``: where and how wide.
 
-    Attributes:
-        address: the cluster to join ("auto", "HOST:PORT", "ray://HOST:10001"); None starts a local
-            cluster for this run (or uses the one this process is already connected to).
-        actors: tracer actors, each with its own copy of the model.
-        gpus_per_actor: GPUs per actor (fractions share a GPU); None: 1 with a CUDA device, else 0.
-        cpus_per_actor: logical CPUs per actor (fractions allowed); on CPU also its torch threads.
-        max_retries: times Ray traces a batch again after its actor died (Ray's ``max_task_retries``);
-            a batch whose actor dies more often is listed as failed.
-        max_restarts: times Ray restarts an actor that died (Ray's ``max_restarts``), bounded: an actor
-            that dies while it loads the model would otherwise be restarted forever. An actor out of
-            restarts ends Ray Data's run; the batches left run again on new actors.
-    """
+    The job's model is a name (each actor loads it with the job's device and dtype) or a picklable function
+    that returns the ``LoadedModel``; the batches are the local engine's, so both engines compute the same
+    numbers (and, with sampling, the same tokens). Relative paths (images, the output folder, a model
+    folder, ``tuned:PATH``) are taken from the driver's working directory."""
 
-    address: str | None = None
-    actors: int = 1
-    gpus_per_actor: float | None = None
-    cpus_per_actor: float = 1.0
-    max_retries: int = 3
-    max_restarts: int = 3
+    name = "ray"
 
-    def __post_init__(self) -> None:
-        if self.actors < 1:
-            raise UsageError(f"--actors must be at least 1 (got {self.actors})")
-        if not self.cpus_per_actor > 0:
-            raise UsageError(f"--cpus-per-actor must be above 0 (got {self.cpus_per_actor})")
-        if self.gpus_per_actor is not None and self.gpus_per_actor < 0:
-            raise UsageError(f"--gpus-per-actor must be 0 or more (got {self.gpus_per_actor})")
-        if self.max_retries < 0:
-            raise UsageError(f"--max-retries must be 0 or more (got {self.max_retries})")
-        if self.max_restarts < 0:
-            raise UsageError(f"--max-restarts must be 0 or more (got {self.max_restarts})")
+    def __init__(self, options: RayOptions) -> None:
+        self.options = options
 
-    @property
-    def deaths_per_batch(self) -> int:
-        """How many times a batch may kill its actor before it is listed as failed: Ray gives up on it after
-        ``max_retries`` retries, or when its actor is out of its ``max_restarts`` restarts."""
-        return min(self.max_retries, self.max_restarts) + 1
-
-    def actor_gpus(self, device: str) -> float:
-        """GPUs each actor asks Ray for, checked against the device the model goes to."""
-        on_gpu = device.startswith("cuda")
-        gpus = (1.0 if on_gpu else 0.0) if self.gpus_per_actor is None else float(self.gpus_per_actor)
-        if on_gpu and ":" in device:
-            raise UsageError(
-                f"--device {device}: with the Ray engine use --device cuda (Ray assigns the GPUs)"
-            )
-        if on_gpu and gpus == 0:
-            raise UsageError("--device cuda needs --gpus-per-actor above 0")
-        if not on_gpu and gpus > 0:
-            raise UsageError(f"--gpus-per-actor {gpus:g} needs --device cuda (the model goes to {device})")
-        return gpus
-
-
-def trace_on_ray(
-    model: str | ModelLoader,
-    images: ImagesArgument = None,
-    prompt: str | Sequence[str] | None = None,
-    out: str | Path = "evolens-trace",
-    max_new_tokens: int = 64,
-    batch_size: int = 4,
-    lens: str = "normed",
-    keep_hidden: bool | HiddenSelection = False,
-    top_k: int = 5,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    paper_js: bool | None = None,
-    progress: bool | ProgressCallback = False,
-    device: str = "cpu",
-    dtype: str | None = None,
-    limit: int | None = None,
-    exclusive: bool = False,
-    options: RayOptions | None = None,
-) -> TraceResult:
-    """Trace ``images`` x ``prompt`` on a Ray cluster into ``out`` (resumable); arguments as
-    ``evolens.trace``, except that ``model`` is a name (each actor loads it with ``device`` and ``dtype``)
-    or a picklable function that returns the ``LoadedModel``. The batches are the local engine's, so
-    both engines compute the same numbers (and, with sampling, the same tokens). Relative paths (images,
-    ``out``, a model folder, ``tuned:PATH``) are taken from the driver's working directory."""
-    ray = _ray()
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
-    options = options or RayOptions()
-    gpus = options.actor_gpus(device)
-    settings = trace_settings(
-        _absolute_lens(lens),
-        max_new_tokens,
-        keep_hidden,
-        top_k,
-        do_sample,
-        temperature,
-        top_p,
-        seed,
-        paper_js,
-    )
-    samples = resolve_samples(images, prompt, limit=limit)
-    load = _loader(model, device, dtype)
-    with contextlib.ExitStack() as held:  # the trace's lock, from opening it to the last finalize pass
-        with _cluster(options):
-            _check_resources(options, gpus)
-            probe = ray.remote(_model_meta).options(
-                num_cpus=options.cpus_per_actor, num_gpus=gpus, max_retries=0
-            )
-            meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, settings)))
-            check_inputs_fit(meta["model"], vision, samples)
-            writer = held.enter_context(TraceWriter.open(out, meta))
-            result, left = remaining_work(writer, samples, exclusive)
-            position = {s.sample_id: index for index, s in enumerate(samples)}
-            todo = [(position[s.sample_id], s) for s in left]
-            if todo:
-                by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
-                cut = batches(left, batch_size)  # the local engine's batches
-                pool = _Pool(load, settings, writer, options, gpus, device)
-                _trace_batches(pool, [[by_id[s.sample_id] for s in batch] for batch in cut], progress)
-        writer.finalize()
-        shutil.rmtree(writer.directory / "ray", ignore_errors=True)
-    return _result(result, [s for _, s in todo])
+    def run(self, job: TraceJob) -> TraceResult:
+        """Trace ``job`` on the cluster (see ``TraceEngine``)."""
+        ray = _ray()
+        options, samples = self.options, job.samples
+        gpus = options.actor_gpus(job.device)
+        spec = job.spec.model_copy(update={"lens": _absolute_lens(job.spec.lens)})
+        load = _loader(job.model, job.device, job.dtype)
+        with contextlib.ExitStack() as held:  # the trace's lock, from opening it to the last finalize pass
+            with _cluster(options):
+                _check_resources(options, gpus)
+                probe = ray.remote(_model_meta).options(
+                    num_cpus=options.cpus_per_actor, num_gpus=gpus, max_retries=0
+                )
+                meta, vision = _reraise_user_error(lambda: ray.get(probe.remote(load, spec)))
+                check_inputs_fit(meta["model"], vision, samples)
+                writer = held.enter_context(TraceWriter.open(job.out, meta))
+                result, left = remaining_work(writer, samples, job.exclusive)
+                position = {s.sample_id: index for index, s in enumerate(samples)}
+                todo = [(position[s.sample_id], s) for s in left]
+                if todo:
+                    by_id = {s.sample_id: (position[s.sample_id], s) for s in left}
+                    cut = batches(left, spec.batch_size)  # the local engine's batches
+                    pool = _Pool(load, spec, writer, options, gpus, job.device)
+                    batched = [[by_id[s.sample_id] for s in batch] for batch in cut]
+                    _trace_batches(pool, batched, job.progress)
+            writer.finalize()
+            shutil.rmtree(writer.directory / "ray", ignore_errors=True)
+        return _result(result, [s for _, s in todo])
 
 
 Batch = list[tuple[int, Sample]]
@@ -210,7 +123,7 @@ class _Pool:
     manifest, the driver's marker and the actors' attempt files; removed at the end)."""
 
     load: ModelLoader
-    settings: TraceSettings
+    spec: TraceSpec
     writer: TraceWriter
     options: RayOptions
     gpus: float
@@ -330,7 +243,9 @@ def _absolute_lens(lens: str) -> str:
     return lens if spec.path is None else f"tuned:{spec.path.absolute()}"
 
 
-def _loader(model: str | ModelLoader | LoadedModel, device: str, dtype: str | None) -> ModelLoader:
+def _loader(
+    model: str | Callable[[], LoadedModel] | LoadedModel, device: str, dtype: str | None
+) -> ModelLoader:
     """What each actor calls to load ``model`` (a local folder by its absolute path: Ray's workers need
     not share the driver's working directory)."""
     if isinstance(model, LoadedModel):
@@ -386,10 +301,10 @@ def _check_resources(options: RayOptions, gpus: float) -> None:
         )
 
 
-def _model_meta(load: ModelLoader, settings: TraceSettings) -> tuple[dict[str, Any], bool]:
+def _model_meta(load: ModelLoader, spec: TraceSpec) -> tuple[dict[str, Any], bool]:
     """meta.json of the model ``load`` gives, and whether it takes images (runs as a Ray task)."""
     loaded = load()
-    return trace_meta(loaded, settings), loaded.adapter.vision
+    return trace_meta(loaded, spec), loaded.adapter.vision
 
 
 def _dataset(pool: _Pool, batches: list[Batch]) -> Any:
@@ -438,7 +353,7 @@ def _actor_arguments(pool: _Pool) -> dict[str, Any]:
     cpu_only = pool.gpus == 0 and pool.device == "cpu"
     return {
         "load": pool.load,
-        "settings": pool.settings,
+        "spec": pool.spec,
         "out": str(pool.writer.directory.absolute()),
         "meta": pool.writer.meta,
         "marker": str(pool.marker),

@@ -40,7 +40,8 @@ from evolens.errors import EvolensError, UsageError
 from evolens.io.atomic import write_bytes
 from evolens.io.store import SETTINGS_KEYS, write_part
 from evolens.models.loaded import LoadedModel
-from evolens.tracing.tracer import Tracer, TraceSettings, trace_meta
+from evolens.tracing.spec import TraceSpec
+from evolens.tracing.tracer import Tracer, trace_meta
 
 OUTCOME_SCHEMA = pa.schema(
     [("sample_id", pa.string()), ("image", pa.string()), ("error", pa.string()), ("tokens", pa.int32())]
@@ -115,7 +116,7 @@ class TraceActor:
 
     Args:
         load: builds the ``LoadedModel`` (e.g. ``load_model`` with the name, device and dtype).
-        settings: the trace settings, the same for every actor.
+        spec: the trace's settings, the same for every actor.
         out: the trace directory (on storage that every node shares).
         meta: the driver's meta.json; an actor whose model gives other settings refuses to start.
         marker: the driver's marker file in ``out`` (``write_marker``); an actor that does not read ``token``
@@ -131,7 +132,7 @@ class TraceActor:
     def __init__(
         self,
         load: ModelLoader,
-        settings: TraceSettings,
+        spec: TraceSpec,
         out: str,
         meta: dict[str, Any],
         marker: str,
@@ -143,7 +144,7 @@ class TraceActor:
         self.attempts = Path(attempts)
         refusal = shared_storage_refusal(self.out, Path(marker), token)
         self.started: Tracer | EvolensError = (
-            refusal if refusal is not None else _start(load, settings, meta, threads)
+            refusal if refusal is not None else _start(load, spec, meta, threads)
         )
 
     def __call__(self, table: pa.Table) -> pa.Table:
@@ -187,7 +188,7 @@ class TraceActor:
 
 
 def _start(
-    load: ModelLoader, settings: TraceSettings, meta: dict[str, Any], threads: int | None
+    load: ModelLoader, spec: TraceSpec, meta: dict[str, Any], threads: int | None
 ) -> Tracer | EvolensError:
     """The actor's tracer, or why it refuses to start: a model that cannot be loaded on this node, or that
     gives other settings than the driver's ``meta``."""
@@ -197,7 +198,7 @@ def _start(
         loaded = load()
     except EvolensError as exc:
         return exc
-    mine = trace_meta(loaded, settings)
+    mine = trace_meta(loaded, spec)
     changed = [key for key in SETTINGS_KEYS if mine.get(key) != meta.get(key)]
     if changed:
         return UsageError(
@@ -205,4 +206,4 @@ def _start(
             + "; ".join(f"{key}: {meta.get(key)!r} vs {mine.get(key)!r}" for key in changed)
             + "); every node needs the same model files and versions"
         )
-    return Tracer(loaded, settings)
+    return Tracer(loaded, spec)

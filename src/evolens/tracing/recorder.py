@@ -7,60 +7,15 @@ not recorded. NaN or inf in a state stops the run with a ``NumericalError`` nami
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 import numpy as np
 import torch
 
-from evolens.errors import NumericalError, UsageError
+from evolens.errors import NumericalError
 from evolens.tracing.engine import StepMetrics, StepMetricsEngine
-
-
-@dataclass(frozen=True)
-class HiddenSelection:
-    """Which hidden states a trace stores (fp16): steps and lens layers, None meaning all of them."""
-
-    steps: tuple[int, ...] | None = None
-    layers: tuple[int, ...] | None = None
-
-    @classmethod
-    def parse(cls, steps: str | None = None, layers: str | None = None) -> HiddenSelection:
-        """From specs like "all", "0-9", "0,5,10-12" (None or "all" = all)."""
-        return cls(_parse_indices(steps, "--hidden-steps"), _parse_indices(layers, "--hidden-layers"))
-
-    def to_dict(self) -> dict[str, list[int] | None]:
-        return {
-            "steps": None if self.steps is None else list(self.steps),
-            "layers": None if self.layers is None else list(self.layers),
-        }
-
-    def keeps_step(self, step: int) -> bool:
-        return self.steps is None or step in self.steps
-
-    def layer_index(self, n_lens_layers: int) -> list[int]:
-        """The kept lens layers that exist in a model with ``n_lens_layers`` (= L+1) of them."""
-        return (
-            list(range(n_lens_layers))
-            if self.layers is None
-            else [i for i in self.layers if i < n_lens_layers]
-        )
-
-
-def _parse_indices(spec: str | None, flag: str) -> tuple[int, ...] | None:
-    if spec is None or spec.strip().lower() == "all":
-        return None
-    indices: set[int] = set()
-    for part in spec.split(","):
-        match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not match:
-            raise UsageError(f"{flag}: '{part}' is not an index or a range like 3-7")
-        low, high = int(match.group(1)), int(match.group(2) or match.group(1))
-        if high < low:
-            raise UsageError(f"{flag}: empty range '{part}'")
-        indices.update(range(low, high + 1))
-    return tuple(sorted(indices))
+from evolens.tracing.spec import HiddenSelection
 
 
 class BatchRecorder:

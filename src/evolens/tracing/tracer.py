@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -25,74 +24,14 @@ from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import InputError, UsageError
 from evolens.io.store import SampleRecord, TraceWriter, read_failures
 from evolens.lenses.logit import Lens
-from evolens.lenses.spec import LensSpec, check_lens_spec, lens_record, make_lens
+from evolens.lenses.spec import lens_record, make_lens
 from evolens.models.capture import LayerCapture, TokenStreamer
-from evolens.models.load import load_model
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.engine import StepMetricsEngine
+from evolens.tracing.engines import TraceEngine, TraceJob, TraceResult
 from evolens.tracing.progress import Progress, ProgressCallback
-from evolens.tracing.recorder import BatchRecorder, HiddenSelection
-
-
-@dataclass(frozen=True)
-class TraceSettings:
-    """Everything that decides the numbers of a trace (recorded in meta.json; a rerun must match).
-
-    Attributes:
-        lens: "normed" (default), "raw", "tuned" (the model's own tuned lens) or "tuned:PATH"
-            (see ``evolens.lenses.spec``).
-        max_new_tokens: generation budget per sample (>= 1).
-        top_k: top tokens kept per layer and step.
-        paper_js: also record the paper's "JS" on the raw lens (default: only with ``lens="raw"``, where it
-            is free; with the normed lens it costs a second unembedding of every layer).
-        do_sample, temperature, top_p: decoding; greedy by default.
-        seed: seeds sampling; each batch is seeded from it and its sample ids.
-        hidden: which hidden states to store (None = none).
-    """
-
-    lens: str = "normed"
-    max_new_tokens: int = 64
-    top_k: int = 5
-    paper_js: bool = False
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    hidden: HiddenSelection | None = None
-
-    def __post_init__(self) -> None:
-        check_lens_spec(self.lens)
-        if self.max_new_tokens < 1:
-            raise UsageError(f"max_new_tokens must be at least 1 (got {self.max_new_tokens})")
-        if self.top_k < 1:
-            raise UsageError(f"top_k must be at least 1 (got {self.top_k})")
-        if self.do_sample and not (self.temperature > 0 and 0 < self.top_p <= 1):
-            raise UsageError(
-                f"sampling needs temperature > 0 and 0 < top_p <= 1 (got {self.temperature}, {self.top_p})"
-            )
-
-    def decoding(self) -> dict[str, Any]:
-        """The decoding settings as recorded in meta.json."""
-        sampling = {"temperature": self.temperature, "top_p": self.top_p} if self.do_sample else {}
-        return {"max_new_tokens": self.max_new_tokens, "do_sample": self.do_sample, **sampling}
-
-
-@dataclass
-class TraceResult:
-    """What a ``trace`` call did: where, which samples it finished now, skipped, or failed."""
-
-    out: Path
-    traced: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    retraced: list[str] = field(default_factory=list)
-    """Finished samples whose input changed (another image file by hash, or another prompt): traced again."""
-    removed: list[str] = field(default_factory=list)
-    """Finished samples taken out of the trace because they are no longer among the inputs (``exclusive``)."""
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
+from evolens.tracing.recorder import BatchRecorder
+from evolens.tracing.spec import TraceSpec
 
 
 def trace(
@@ -100,54 +39,64 @@ def trace(
     images: ImagesArgument = None,
     prompt: str | Sequence[str] | None = None,
     out: str | Path = "evolens-trace",
-    max_new_tokens: int = 64,
-    batch_size: int = 4,
-    lens: str = "normed",
-    keep_hidden: bool | HiddenSelection = False,
-    top_k: int = 5,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    paper_js: bool | None = None,
+    spec: TraceSpec | None = None,
+    engine: TraceEngine | None = None,
+    *,
     progress: bool | ProgressCallback = False,
     device: str = "cpu",
     dtype: str | None = None,
     limit: int | None = None,
     exclusive: bool = False,
+    **settings: Any,
 ) -> TraceResult:
-    """Trace generation on ``images`` x ``prompt`` and write the dataset to ``out`` (resumable).
+    """Trace generation on ``images`` x ``prompt`` and write the dataset to ``out`` (resumable): the one entry
+    point, whatever runs it.
 
     ``images``: an image file, a folder, a JSONL manifest, a list of files or of ``Sample``, or None for
-    text-only prompts (see ``evolens.data.resolve``). ``keep_hidden``: True stores all steps and
-    layers (fp16), a ``HiddenSelection`` some of them. ``limit``: trace at most this many inputs.
-    ``exclusive``: the trace keeps only these inputs (finished samples not among them are removed, as a
-    run does when inputs leave). Other arguments: see ``TraceSettings``. ``device``/``dtype`` apply when
-    ``model`` is a name.
+    text-only prompts (see ``evolens.data.resolve``). ``spec``: every trace setting (``TraceSpec``);
+    ``settings``: ``TraceSpec`` fields given one by one (``max_new_tokens=128``), over ``spec``'s.
+    ``engine``: what runs it (``LocalEngine()`` by default; ``evolens.tracing.engines.engine_for`` gives
+    the Ray engine). ``limit``: trace at most this many inputs. ``exclusive``: the trace keeps only these
+    inputs (finished samples not among them are removed, as a run does when inputs leave). ``device`` and
+    ``dtype`` apply when ``model`` is a name.
     """
-    if batch_size < 1:
-        raise UsageError(f"batch_size must be at least 1 (got {batch_size})")
-    settings = trace_settings(
-        lens, max_new_tokens, keep_hidden, top_k, do_sample, temperature, top_p, seed, paper_js
+    spec = TraceSpec.of(**{**(spec.model_dump() if spec is not None else {}), **settings})
+    job = TraceJob(
+        model=model,
+        samples=resolve_samples(images, prompt, limit=limit),
+        out=Path(out),
+        spec=spec,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        exclusive=exclusive,
     )
-    samples = resolve_samples(images, prompt, limit=limit)
-    if isinstance(model, str):
-        model = load_model(model, device=device, dtype=dtype)
-    check_inputs_fit(model.name, model.adapter.vision, samples)
-    tracer = Tracer(model, settings)
-    with TraceWriter.open(out, trace_meta(model, settings, tracer.lens)) as writer:
-        result, todo = remaining_work(writer, samples, exclusive)
-        callback = progress if callable(progress) else None
-        with Progress("trace", len(todo), enabled=progress is not False, callback=callback) as report:
-            for batch in batches(todo, batch_size):
-                records = tracer.trace_samples(batch, on_failure=writer.record_failure)
-                writer.write(records)
-                result.traced.extend(r.sample_id for r in records)
-                report.advance(len(batch), tokens=sum(len(r.token_ids) for r in records))
-    result.failures = [
-        f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
-    ]
-    return result
+    return (engine or LocalEngine()).run(job)
+
+
+class LocalEngine:
+    """Runs a trace in this process: the model loaded once, its batches one after the other."""
+
+    name = "local"
+
+    def run(self, job: TraceJob) -> TraceResult:
+        """Trace ``job`` (see ``TraceEngine``)."""
+        loaded = job.loaded_model()
+        check_inputs_fit(loaded.name, loaded.adapter.vision, job.samples)
+        tracer = Tracer(loaded, job.spec)
+        with TraceWriter.open(job.out, trace_meta(loaded, job.spec, tracer.lens)) as writer:
+            result, todo = remaining_work(writer, job.samples, job.exclusive)
+            callback = job.progress if callable(job.progress) else None
+            with Progress("trace", len(todo), enabled=job.progress is not False, callback=callback) as report:
+                for batch in batches(todo, job.spec.batch_size):
+                    records = tracer.trace_samples(batch, on_failure=writer.record_failure)
+                    writer.write(records)
+                    result.traced.extend(r.sample_id for r in records)
+                    report.advance(len(batch), tokens=sum(len(r.token_ids) for r in records))
+        result.failures = [
+            f for f in read_failures(writer.directory) if f["sample_id"] in {s.sample_id for s in todo}
+        ]
+        return result
 
 
 def remaining_work(
@@ -166,43 +115,17 @@ def remaining_work(
     return result, todo
 
 
-def trace_settings(
-    lens: str = "normed",
-    max_new_tokens: int = 64,
-    keep_hidden: bool | HiddenSelection = False,
-    top_k: int = 5,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    top_p: float = 1.0,
-    seed: int = 0,
-    paper_js: bool | None = None,
-) -> TraceSettings:
-    """``TraceSettings`` from ``trace``'s arguments (``keep_hidden=True``: every step and layer;
-    ``paper_js=None``: recorded only with the raw lens, where it is free)."""
-    return TraceSettings(
-        lens=check_lens_spec(lens),
-        max_new_tokens=max_new_tokens,
-        top_k=top_k,
-        paper_js=(LensSpec.parse(lens).kind == "raw") if paper_js is None else paper_js,
-        do_sample=do_sample,
-        temperature=temperature,
-        top_p=top_p,
-        seed=seed,
-        hidden=HiddenSelection() if keep_hidden is True else (keep_hidden or None),
-    )
-
-
 class Tracer:
-    """Traces batches of samples on one model with one set of settings (the lens and buffers are reused).
+    """Traces batches of samples on one model with one spec (the lens and buffers are reused).
 
-    ``lens`` defaults to the one ``settings.lens`` names (``evolens.lenses.spec.make_lens``).
+    ``lens`` defaults to the one ``spec.lens`` names (``evolens.lenses.spec.make_lens``).
     """
 
-    def __init__(self, loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> None:
+    def __init__(self, loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -> None:
         self.loaded = loaded
-        self.settings = settings
-        self.lens = lens if lens is not None else make_lens(loaded, settings.lens)
-        self.engine = StepMetricsEngine(self.lens, settings.top_k, settings.paper_js)
+        self.spec = spec
+        self.lens = lens if lens is not None else make_lens(loaded, spec.lens)
+        self.engine = StepMetricsEngine(self.lens, spec.top_k, spec.records_paper_js)
 
     def trace_samples(
         self, samples: Sequence[Sample], on_failure: Callable[[str, str | None, str], None] | None = None
@@ -249,18 +172,18 @@ class Tracer:
 
     def generate(self, inputs: Any, sample_ids: list[str]) -> BatchRecorder:
         """Run ``generate`` on one left-padded batch with the hooks on; returns the per-row records."""
-        settings = self.settings
-        recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, settings.hidden)
-        if settings.do_sample:
-            torch.manual_seed(_batch_seed(settings.seed, sample_ids))
+        spec = self.spec
+        recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, spec.hidden)
+        if spec.do_sample:
+            torch.manual_seed(_batch_seed(spec.seed, sample_ids))
         with LayerCapture(self.loaded) as capture:
             streamer = TokenStreamer(lambda tokens: recorder.on_step(capture.pop(), tokens))
             emitted = self.loaded.generate(
                 inputs,
-                max_new_tokens=settings.max_new_tokens,
-                do_sample=settings.do_sample,
-                temperature=settings.temperature,
-                top_p=settings.top_p,
+                max_new_tokens=spec.max_new_tokens,
+                do_sample=spec.do_sample,
+                temperature=spec.temperature,
+                top_p=spec.top_p,
                 streamer=streamer,
             )
         recorder.check_matches(emitted)
@@ -298,8 +221,8 @@ def return_freed_memory() -> None:
     trim(0)
 
 
-def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None = None) -> dict[str, Any]:
-    """meta.json of a trace made with ``loaded``, ``settings`` and ``lens`` (default: settings' lens)."""
+def trace_meta(loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -> dict[str, Any]:
+    """meta.json of a trace made with ``loaded``, ``spec`` and ``lens`` (default: the spec's lens)."""
     from evolens import __version__
 
     return {
@@ -307,14 +230,14 @@ def trace_meta(loaded: LoadedModel, settings: TraceSettings, lens: Lens | None =
         "revision": loaded.revision,
         "family": loaded.adapter.family,
         "dtype": str(loaded.dtype).removeprefix("torch."),
-        **lens_record(lens if lens is not None else make_lens(loaded, settings.lens)),
+        **lens_record(lens if lens is not None else make_lens(loaded, spec.lens)),
         "n_layers": loaded.n_layers,
         "vocab_size": loaded.unembed.vocab_size,
-        "top_k": settings.top_k,
-        "paper_js": settings.paper_js,
-        "decoding": settings.decoding(),
-        "seed": settings.seed,
-        "hidden": None if settings.hidden is None else settings.hidden.to_dict(),
+        "top_k": spec.top_k,
+        "paper_js": spec.records_paper_js,
+        "decoding": spec.decoding(),
+        "seed": spec.seed,
+        "hidden": None if spec.hidden is None else spec.hidden.to_dict(),
         "versions": {
             "evolens": __version__,
             "torch": torch.__version__,

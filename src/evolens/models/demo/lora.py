@@ -1,6 +1,6 @@
 """Low-rank (LoRA) updates of the demo decoder: stored as factors, merged into the weights on load.
 
-Training attaches adapters with peft (``evolens.models.demo.training.attach_lora``); what is saved is each
+Training attaches adapters with peft (``scripts/demo/training.py``, ``attach_lora``); what is saved is each
 adapted linear layer's factors A (rank, in) and B (out, rank). Loading needs no peft: ``merge_lora`` adds
 ``scale * B @ A`` to the layer's weight, so the loaded decoder is a plain ``LlamaForCausalLM`` whose final
 norm and unembedding are SmolLM2's own (the lens at the last layer still equals the logits).
