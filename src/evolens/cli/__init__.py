@@ -41,6 +41,7 @@ COMMAND_MODULES = (
     "demo",
     "models",
     "trace",
+    "score",
     "analyze",
     "compare",
     "skip",

@@ -7,11 +7,14 @@ flags those of ``RayOptions`` (``RAY_FLAGS``): ``tests/test_trace_cli.py`` check
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from evolens.cli import app
+
+if TYPE_CHECKING:
+    from evolens.tracing.engines import TraceResult
 
 
 @app.command("trace")
@@ -59,7 +62,10 @@ def trace_command(
     do_sample: Annotated[bool, typer.Option("--sample/--greedy", help="Sample instead of greedy.")] = False,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Sampling nucleus.")] = 1.0,
-    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling and the shuffled condition.")] = 0,
+    condition: Annotated[
+        str, typer.Option(help="What the model sees: image, no-image, blank or shuffled (the nulls).")
+    ] = "image",
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     dtype: Annotated[
         str | None, typer.Option(help="float32, bfloat16 or float16 (default: model's).")
@@ -90,8 +96,6 @@ def trace_command(
     ] = None,
 ) -> None:
     """Trace generation layer by layer: every layer's next-token distribution, reduced to metrics."""
-    from rich.console import Console
-
     from evolens.errors import UsageError
     from evolens.tracing.engines import engine_for
     from evolens.tracing.spec import RayOptions, TraceSpec
@@ -116,9 +120,16 @@ def trace_command(
         dtype=dtype,
         limit=limit,
     )
+    say_result(result, "traced")
+
+
+def say_result(result: TraceResult, done: str) -> None:
+    """What a trace did, on stderr; the failed inputs listed and exit code 1 when any failed."""
+    from rich.console import Console
+
     console = Console(stderr=True)
     skipped = f", {len(result.skipped)} already done" if result.skipped else ""
-    console.print(f"traced {len(result.traced)} samples{skipped} -> {result.out}")
+    console.print(f"{done} {len(result.traced)} samples{skipped} -> {result.out}")
     if result.failures:
         console.print(
             f"[red]{len(result.failures)} inputs failed[/red] (listed in {result.out / 'failures.jsonl'}):"

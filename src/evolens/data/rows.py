@@ -35,6 +35,9 @@ class DataRow:
         ground_truth: what the source knows about the image (objects, captions, ids), or None.
         group: a label the views can colour or facet by (a folder's class subfolder, a manifest's
             ``group``), or None.
+        response: what to score instead of generating (teacher forcing): text (tokenized by the model's
+            tokenizer, no special tokens added) or exact token ids (e.g. a trace's own generation); None
+            generates.
     """
 
     sample_id: str
@@ -42,6 +45,7 @@ class DataRow:
     prompt: str
     ground_truth: dict[str, Any] | None = field(default=None, compare=False)
     group: str | None = field(default=None, compare=False)
+    response: str | tuple[int, ...] | None = field(default=None, compare=False)
 
     def to_manifest(self) -> dict[str, Any]:
         """The row as a JSONL manifest object: id, image, prompt and (when known) ground_truth and group."""
@@ -51,6 +55,8 @@ class DataRow:
             row["ground_truth"] = self.ground_truth
         if self.group is not None:
             row["group"] = self.group
+        if self.response is not None:
+            row["response"] = self.response if isinstance(self.response, str) else list(self.response)
         return row
 
 

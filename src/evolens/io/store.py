@@ -67,6 +67,7 @@ SAMPLES_SCHEMA = pa.schema(
         ("n_steps", pa.int32()),
         ("ground_truth", pa.string()),
         ("group", pa.string()),
+        ("image_used", pa.string()),
     ]
 )
 STEPS_SCHEMA = pa.schema(
@@ -91,8 +92,12 @@ SETTINGS_KEYS = (
     "decoding",
     "seed",
     "hidden",
+    "mode",
+    "condition",
 )
 """meta.json keys that must match for a rerun to add to an existing trace."""
+SETTINGS_DEFAULTS = {"mode": "generate", "condition": "image"}
+"""What a trace written before a setting existed did (its meta.json lacks the key)."""
 
 
 @dataclass
@@ -114,6 +119,9 @@ class SampleRecord:
     image_sha256: str | None = None
     hidden: dict[str, torch.Tensor] = field(default_factory=dict)
     group: str | None = None
+    image_used: str | None = None
+    """What the model was shown (``evolens.tracing.conditions``): the image file, a blank's colour and
+    size, another sample's image; None for no image."""
 
 
 @dataclass
@@ -191,15 +199,16 @@ class TraceWriter:
         self._next_part += 1
         self.finished.update(record.sample_id for record in records)
 
-    def finished_inputs(self) -> dict[str, tuple[str, str | None]]:
-        """Each finished sample's (prompt, image_sha256) as traced: what tells a changed input apart."""
-        found: dict[str, tuple[str, str | None]] = {}
+    def finished_inputs(self) -> dict[str, tuple[str, str | None, list[int]]]:
+        """Each finished sample's (prompt, image_sha256, token_ids) as traced: what tells a changed input
+        apart (the token ids matter where they were given: a scored response)."""
+        found: dict[str, tuple[str, str | None, list[int]]] = {}
         for path in sorted((self.directory / "samples").glob(PART_GLOB)):
-            table = read_part(path, ["sample_id", "prompt", "image_sha256"]).to_pydict()
-            for sample_id, prompt, sha in zip(
-                table["sample_id"], table["prompt"], table["image_sha256"], strict=True
+            table = read_part(path, ["sample_id", "prompt", "image_sha256", "token_ids"]).to_pydict()
+            for sample_id, prompt, sha, tokens in zip(
+                table["sample_id"], table["prompt"], table["image_sha256"], table["token_ids"], strict=True
             ):
-                found[sample_id] = (prompt, sha)
+                found[sample_id] = (prompt, sha, tokens)
         return found
 
     def remove(self, sample_ids: set[str]) -> list[str]:
@@ -392,9 +401,14 @@ def _make_folders(directory: Path, *subfolders: str) -> None:
 
 
 def _check_same_settings(directory: Path, existing: dict[str, Any], meta: dict[str, Any]) -> None:
-    changed = [key for key in SETTINGS_KEYS if existing.get(key) != meta.get(key)]
+    def setting(values: dict[str, Any], key: str) -> Any:
+        return values.get(key, SETTINGS_DEFAULTS.get(key))
+
+    changed = [key for key in SETTINGS_KEYS if setting(existing, key) != setting(meta, key)]
     if changed:
-        detail = "; ".join(f"{key}: {existing.get(key)!r} there, {meta.get(key)!r} now" for key in changed)
+        detail = "; ".join(
+            f"{key}: {setting(existing, key)!r} there, {setting(meta, key)!r} now" for key in changed
+        )
         raise UsageError(
             f"{directory} holds a trace made with other settings ({detail}); choose another --out"
         )
@@ -422,6 +436,7 @@ def _samples_table(records: list[SampleRecord]) -> pa.Table:
             None if r.ground_truth is None else json_text(r.ground_truth, indent=None) for r in records
         ],
         "group": [r.group for r in records],
+        "image_used": [r.image_used for r in records],
     }
     return pa.table(columns, schema=SAMPLES_SCHEMA)
 

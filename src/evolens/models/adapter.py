@@ -36,6 +36,9 @@ class ModelAdapter:
         image_first: for processor chats, whether the image precedes the text in the user turn.
         prompt_template: for ``processor_prompt`` families, the prompt format ("{prompt}" is replaced).
         images_per_prompt: the processor wants one list of images per prompt, not one flat list (SmolVLM).
+        response_inputs: for teacher forcing (``evolens.tracing.scoring``), the value a response token takes
+            in each per-token input beside ``input_ids`` whose value differs from the prompt's last token's
+            (PaliGemma: ``{"token_type_ids": 1}``, the causal suffix).
     """
 
     family: str
@@ -52,6 +55,7 @@ class ModelAdapter:
     image_first: bool = True
     prompt_template: str = "{prompt}"
     images_per_prompt: bool = False
+    response_inputs: dict[str, int] = field(default_factory=dict)
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -44,18 +44,26 @@ class LayerCapture:
         loaded: the model.
         lens_layers: the lens layers to keep, in 0..L (0 = input embeddings, l = output of decoder layer l);
             None keeps all L+1 of them. Column i of every pass holds ``lens_layers[i]``.
+        positions: (B, P) sequence positions to keep in each row (teacher forcing: the positions that
+            predict each response token); each pass is then (B, n, P, d). None keeps the last position.
 
     A pass is complete when the deepest chosen layer has run; completed passes queue up in order (usually
     one at a time) and ``pop`` takes the oldest.
     """
 
-    def __init__(self, loaded: LoadedModel, lens_layers: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        lens_layers: Sequence[int] | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> None:
         self.decoder_layers: nn.ModuleList = loaded.decoder_layers
         n_lens = len(self.decoder_layers) + 1
         self.lens_layers = tuple(range(n_lens)) if lens_layers is None else tuple(lens_layers)
         if not self.lens_layers or not all(0 <= layer < n_lens for layer in self.lens_layers):
             raise ValueError(f"lens layers must be in 0..{n_lens - 1}, got {list(self.lens_layers)}")
         self._column = {layer: i for i, layer in enumerate(self.lens_layers)}
+        self.positions = positions
         self._deepest = max(self.lens_layers)
         self._current: torch.Tensor | None = None
         self._done: deque[torch.Tensor] = deque()
@@ -78,7 +86,8 @@ class LayerCapture:
         self._handles.clear()
 
     def pop(self) -> torch.Tensor:
-        """The oldest completed pass: (B, n, d) in the model's dtype and device."""
+        """The oldest completed pass: (B, n, d) (with ``positions``: (B, n, P, d)) in the model's dtype and
+        device."""
         if not self._done:
             raise RuntimeError("a token was emitted without a completed forward pass of the decoder layers")
         return self._done.popleft()
@@ -99,7 +108,11 @@ class LayerCapture:
     def _store(self, layer: int, hidden: torch.Tensor) -> None:
         if self._current is None:
             return
-        self._current[:, self._column[layer]] = hidden[:, -1]
+        if self.positions is None:
+            self._current[:, self._column[layer]] = hidden[:, -1]
+        else:
+            rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+            self._current[:, self._column[layer]] = hidden[rows, self.positions.to(hidden.device)]
         if layer == self._deepest:
             self._done.append(self._current)
             self._current = None
@@ -107,7 +120,8 @@ class LayerCapture:
     def _on_input(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         hidden = layer_input(args, kwargs)
         batch, _, width = hidden.shape
-        self._current = hidden.new_empty(batch, len(self.lens_layers), width)
+        kept = () if self.positions is None else (self.positions.shape[1],)
+        self._current = hidden.new_empty(batch, len(self.lens_layers), *kept, width)
         if 0 in self._column:
             self._store(0, hidden)
 

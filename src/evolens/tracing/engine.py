@@ -110,6 +110,12 @@ class StepMetrics:
         }
         return StepMetrics(**moved)
 
+    def take(self, rows: slice | torch.Tensor) -> StepMetrics:
+        """The metrics of some rows (a slice or an index tensor along G)."""
+        values: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
+        taken: dict[str, Any] = {name: None if v is None else v[rows] for name, v in values.items()}
+        return StepMetrics(**taken)
+
     @staticmethod
     def cat(parts: list[StepMetrics]) -> StepMetrics:
         """Row groups concatenated along G."""

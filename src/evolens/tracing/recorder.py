@@ -51,6 +51,32 @@ class BatchRecorder:
             self.active[rows] &= ~torch.isin(tokens[rows], self.eos)
         self.step += 1
 
+    def on_steps(self, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+        """Record a teacher-forced batch at once: states (B, L+1, P, d) at the positions that predict the
+        response tokens (B, P), of which row i has ``lengths[i]``. The same records as ``on_step`` called
+        for each position in turn (a row ends after its first end-of-sequence token), with the metrics of
+        every position from one engine call."""
+        tokens = tokens.cpu()
+        longest = states.shape[2]
+        valid = torch.arange(longest)[None, :] < lengths.cpu()[:, None]
+        ends = torch.isin(tokens, self.eos) & valid
+        valid &= (torch.cumsum(ends.int(), 1) - ends.int()) == 0  # nothing after a row's first end
+        steps, rows = valid.T.nonzero(as_tuple=True)  # step-major: the order ``on_step`` records in
+        flat = states[rows.to(states.device), :, steps.to(states.device)]  # (N, L+1, d)
+        metrics = self.engine(flat, tokens[rows, steps]).cpu()
+        start = 0
+        for step in range(longest):
+            count = int((steps == step).sum())
+            if count == 0:
+                break
+            self.step = step
+            chosen = slice(start, start + count)
+            self._check_finite(flat[chosen], rows[chosen])
+            self._store(rows[chosen], tokens[rows[chosen], step], metrics.take(chosen), flat[chosen])
+            start += count
+        self.step = longest
+        self.active[:] = False
+
     def _check_finite(self, states: torch.Tensor, rows: torch.Tensor) -> None:
         finite = torch.isfinite(states).all(-1)  # (G, L+1)
         if bool(finite.all()):

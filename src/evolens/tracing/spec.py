@@ -22,6 +22,9 @@ from evolens.data.config import Section
 from evolens.errors import UsageError
 from evolens.lenses.spec import LensSpec
 
+CONDITIONS = ("image", "no-image", "blank", "shuffled")
+"""The input conditions (``evolens.tracing.conditions``)."""
+
 
 def parse_indices(text: str, what: str) -> tuple[int, ...]:
     """ "12-20", "3,5,7-9" -> the sorted distinct indices (inclusive ranges, no upper bound checked); a
@@ -105,7 +108,12 @@ class TraceSpec(Section):
     top_p: float = Field(default=1.0, gt=0, le=1)
     """Sampling nucleus."""
     seed: int = 0
-    """Seeds sampling: each batch is seeded from it and its sample ids (reproducible on resume)."""
+    """Seeds sampling (each batch is seeded from it and its sample ids, reproducible on resume) and the
+    shuffled condition's derangement."""
+    condition: str = "image"
+    """What the model is shown of each sample's image: image (its own), no-image, blank (a uniform image of
+    its size and mean colour) or shuffled (another sample's image): the nulls of
+    ``evolens.tracing.conditions``."""
 
     @field_validator("lens")
     @classmethod
@@ -114,6 +122,13 @@ class TraceSpec(Section):
             return str(LensSpec.parse(lens))
         except UsageError as exc:
             raise ValueError(str(exc)) from exc
+
+    @field_validator("condition")
+    @classmethod
+    def _known_condition(cls, condition: str) -> str:
+        if condition not in CONDITIONS:
+            raise ValueError(f"unknown condition '{condition}'; use one of {', '.join(CONDITIONS)}")
+        return condition
 
     @field_validator("hidden_steps", "hidden_layers")
     @classmethod

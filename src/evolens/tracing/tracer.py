@@ -9,8 +9,10 @@ The data path of one batch: samples -> left-padded inputs -> ``generate`` with `
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import version
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from evolens.data.images import file_sha256, image_sha256, load_image
+from evolens.data.images import file_sha256, image_sha256
 from evolens.data.resolve import ImagesArgument, Sample, resolve_samples
 from evolens.errors import InputError, UsageError
 from evolens.io.store import SampleRecord, TraceWriter, read_failures
@@ -27,10 +29,12 @@ from evolens.lenses.logit import Lens
 from evolens.lenses.spec import lens_record, make_lens
 from evolens.models.capture import LayerCapture, TokenStreamer
 from evolens.models.loaded import LoadedModel
+from evolens.tracing.conditions import ConditionedImages
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.engines import TraceEngine, TraceJob, TraceResult
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.recorder import BatchRecorder
+from evolens.tracing.scoring import forward, with_responses
 from evolens.tracing.spec import TraceSpec
 
 
@@ -82,10 +86,12 @@ class LocalEngine:
     def run(self, job: TraceJob) -> TraceResult:
         """Trace ``job`` (see ``TraceEngine``)."""
         loaded = job.loaded_model()
-        check_inputs_fit(loaded.name, loaded.adapter.vision, job.samples)
-        tracer = Tracer(loaded, job.spec)
-        with TraceWriter.open(job.out, trace_meta(loaded, job.spec, tracer.lens)) as writer:
-            result, todo = remaining_work(writer, job.samples, job.exclusive)
+        samples = with_token_responses(job.samples, loaded)
+        check_inputs_fit(loaded.name, loaded.adapter.vision, samples)
+        tracer = Tracer(loaded, job.spec, samples=samples)
+        meta = trace_meta(loaded, job.spec, tracer.lens, mode=job_mode(samples))
+        with TraceWriter.open(job.out, meta) as writer:
+            result, todo = remaining_work(writer, samples, job.exclusive)
             callback = job.progress if callable(job.progress) else None
             with Progress("trace", len(todo), enabled=job.progress is not False, callback=callback) as report:
                 for batch in batches(todo, job.spec.batch_size):
@@ -115,60 +121,131 @@ def remaining_work(
     return result, todo
 
 
-class Tracer:
-    """Traces batches of samples on one model with one spec (the lens and buffers are reused).
+@dataclass(frozen=True)
+class Shown:
+    """One sample as the model is shown it: the image it sees (None: none), the SHA-256 of the sample's own
+    image file as read, and what was shown (``SampleRecord.image_used``)."""
 
-    ``lens`` defaults to the one ``spec.lens`` names (``evolens.lenses.spec.make_lens``).
+    sample: Sample
+    image: Image.Image | None
+    sha256: str | None
+    used: str | None
+
+
+def with_token_responses(samples: Sequence[Sample], loaded: LoadedModel) -> list[Sample]:
+    """The samples with every text response turned into the model's token ids (no special tokens added);
+    a response that gives no token is a UsageError naming the sample."""
+    tokenized = []
+    for sample in samples:
+        if isinstance(sample.response, str):
+            ids = tuple(loaded.tokenizer(sample.response, add_special_tokens=False)["input_ids"])
+            if not ids:
+                raise UsageError(f"sample '{sample.sample_id}': its response is empty; nothing to score")
+            sample = dataclasses.replace(sample, response=ids)
+        tokenized.append(sample)
+    return tokenized
+
+
+def job_mode(samples: Sequence[Sample]) -> str:
+    """ "score" when every sample comes with a response, "generate" when none does (a mix is refused)."""
+    given = {sample.response is not None for sample in samples}
+    if len(given) > 1:
+        raise UsageError("some inputs come with a response and some without: score them, or trace them apart")
+    return "score" if given == {True} else "generate"
+
+
+class Tracer:
+    """Traces batches of samples on one model with one spec (the lens and buffers are reused): generating,
+    or scoring the samples' given responses (teacher forcing, ``evolens.tracing.scoring``).
+
+    ``lens`` defaults to the one ``spec.lens`` names (``evolens.lenses.spec.make_lens``); ``samples``: all
+    inputs of the trace, which the shuffled condition deranges images among (``tracing.conditions``).
     """
 
-    def __init__(self, loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -> None:
+    def __init__(
+        self, loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None, samples: Sequence[Sample] = ()
+    ) -> None:
         self.loaded = loaded
         self.spec = spec
         self.lens = lens if lens is not None else make_lens(loaded, spec.lens)
         self.engine = StepMetricsEngine(self.lens, spec.top_k, spec.records_paper_js)
+        self.images = ConditionedImages(spec.condition, samples, spec.seed)
 
     def trace_samples(
         self, samples: Sequence[Sample], on_failure: Callable[[str, str | None, str], None] | None = None
     ) -> list[SampleRecord]:
         """Trace one batch; samples whose image cannot be read are reported to ``on_failure`` and left out."""
-        readable: list[tuple[Sample, Image.Image | None]] = []
+        shown: list[Shown] = []
         for sample in samples:
             try:
-                readable.append((sample, None if sample.image is None else load_image(sample.image)))
+                own, seen, used = self.images.load(sample)
             except InputError as exc:
                 if on_failure is None:
                     raise
                 on_failure(sample.sample_id, _path_text(sample.image), str(exc))
-        return self.trace_images(readable, on_failure)
+                continue
+            shown.append(Shown(sample, seen, image_sha256(sample.image, own), used))
+        return self._batch(shown, on_failure)
 
     def trace_images(
         self,
         readable: Sequence[tuple[Sample, Image.Image | None]],
         on_failure: Callable[[str, str | None, str], None] | None = None,
     ) -> list[SampleRecord]:
-        """Trace one batch whose images are already decoded (None for a text-only sample); samples whose
-        input the processor refuses are reported to ``on_failure`` and left out."""
-        if not readable:
+        """Trace one batch whose images are already decoded (None for a text-only sample), shown as they are;
+        samples whose input the processor refuses are reported to ``on_failure`` and left out."""
+        return self._batch(
+            [
+                Shown(sample, image, image_sha256(sample.image, image), _path_text(sample.image))
+                for sample, image in readable
+            ],
+            on_failure,
+        )
+
+    def _batch(
+        self, shown: Sequence[Shown], on_failure: Callable[[str, str | None, str], None] | None
+    ) -> list[SampleRecord]:
+        """Generate (or score) one batch; a sample whose input the processor refuses fails alone."""
+        if not shown:
             return []
-        chosen = [sample for sample, _ in readable]
-        images = [image for _, image in readable]
-        hashes = [image_sha256(sample.image, image) for sample, image in readable]  # what is traced
+        chosen = [entry.sample for entry in shown]
+        images = [entry.image for entry in shown]
         try:
             inputs = self.loaded.build_inputs(
                 [s.prompt for s in chosen], images if any(i is not None for i in images) else None
             )
         except (InputError, ValueError) as exc:  # the processor refused an input: find which, alone
             if len(chosen) > 1:
-                return [record for pair in readable for record in self.trace_images([pair], on_failure)]
+                return [record for entry in shown for record in self._batch([entry], on_failure)]
             if on_failure is None:
                 raise
             on_failure(chosen[0].sample_id, _path_text(chosen[0].image), f"cannot build the input: {exc}")
             return []
-        recorder = self.generate(inputs, [s.sample_id for s in chosen])
-        return [
-            self._record(sample, recorder, row, sha)
-            for row, (sample, sha) in enumerate(zip(chosen, hashes, strict=True))
-        ]
+        ids = [s.sample_id for s in chosen]
+        scored = chosen[0].response is not None
+        recorder = (
+            self.score(inputs, ids, [s.response for s in chosen]) if scored else self.generate(inputs, ids)
+        )
+        return [self._record(entry, recorder, row) for row, entry in enumerate(shown)]
+
+    def score(self, inputs: Any, sample_ids: list[str], responses: Sequence[Any]) -> BatchRecorder:
+        """Teacher-force the given responses (token ids) on one left-padded batch of prompts in one forward
+        pass with the hooks on; returns the per-row records, as ``generate`` does."""
+        pad = self.loaded.tokenizer.pad_token_id
+        batch = with_responses(
+            inputs,
+            [list(response) for response in responses],
+            self.loaded.eos_token_ids[0] if pad is None else pad,
+            self.loaded.adapter.response_inputs,
+        )
+        recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, self.spec.hidden)
+        with LayerCapture(self.loaded, positions=batch.positions) as capture:
+            forward(self.loaded, batch.inputs)
+            states = capture.pop()
+        recorder.on_steps(states, batch.tokens, batch.lengths)
+        self.engine.release()
+        return_freed_memory()
+        return recorder
 
     def generate(self, inputs: Any, sample_ids: list[str]) -> BatchRecorder:
         """Run ``generate`` on one left-padded batch with the hooks on; returns the per-row records."""
@@ -191,12 +268,13 @@ class Tracer:
         return_freed_memory()
         return recorder
 
-    def _record(self, sample: Sample, recorder: BatchRecorder, row: int, sha256: str | None) -> SampleRecord:
-        token_ids = recorder.token_ids(row)
+    def _record(self, entry: Shown, recorder: BatchRecorder, row: int) -> SampleRecord:
+        sample, token_ids = entry.sample, recorder.token_ids(row)
         return SampleRecord(
             sample_id=sample.sample_id,
             image=_path_text(sample.image),
-            image_sha256=sha256,
+            image_sha256=entry.sha256,
+            image_used=entry.used,
             prompt=sample.prompt,
             text=self.loaded.decode(token_ids),
             token_ids=token_ids,
@@ -221,8 +299,11 @@ def return_freed_memory() -> None:
     trim(0)
 
 
-def trace_meta(loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -> dict[str, Any]:
-    """meta.json of a trace made with ``loaded``, ``spec`` and ``lens`` (default: the spec's lens)."""
+def trace_meta(
+    loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None, mode: str = "generate"
+) -> dict[str, Any]:
+    """meta.json of a trace made with ``loaded``, ``spec`` and ``lens`` (default: the spec's lens);
+    ``mode``: "generate", or "score" (given responses, teacher forced: no decoding settings apply)."""
     from evolens import __version__
 
     return {
@@ -235,7 +316,9 @@ def trace_meta(loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -
         "vocab_size": loaded.unembed.vocab_size,
         "top_k": spec.top_k,
         "paper_js": spec.records_paper_js,
-        "decoding": spec.decoding(),
+        "decoding": spec.decoding() if mode == "generate" else {"teacher_forced": True},
+        "mode": mode,
+        "condition": spec.condition,
         "seed": spec.seed,
         "hidden": None if spec.hidden is None else spec.hidden.to_dict(),
         "versions": {
@@ -248,16 +331,22 @@ def trace_meta(loaded: LoadedModel, spec: TraceSpec, lens: Lens | None = None) -
 
 
 def changed_inputs(writer: TraceWriter, samples: Sequence[Sample]) -> set[str]:
-    """Ids of finished samples whose input is not what was traced: another prompt, or an image file whose
-    bytes changed (SHA-256). An image that cannot be read now keeps its finished trace."""
+    """Ids of finished samples whose input is not what was traced: another prompt, another response to score
+    (a scored response is recorded up to its first end-of-sequence token), or an image file whose bytes
+    changed (SHA-256). An image that cannot be read now keeps its finished trace."""
     traced = writer.finished_inputs()
     changed = set()
     for sample in samples:
         if sample.sample_id not in traced:
             continue
-        prompt, sha = traced[sample.sample_id]
+        prompt, sha, tokens = traced[sample.sample_id]
         image = None if sample.image is None else Path(sample.image)
-        if prompt != sample.prompt or (image is not None and image.is_file() and file_sha256(image) != sha):
+        other_response = isinstance(sample.response, tuple) and list(sample.response[: len(tokens)]) != tokens
+        if (
+            prompt != sample.prompt
+            or other_response
+            or (image is not None and image.is_file() and file_sha256(image) != sha)
+        ):
             changed.add(sample.sample_id)
     return changed
 

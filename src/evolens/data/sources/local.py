@@ -9,6 +9,7 @@ kept verbatim.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -53,14 +54,25 @@ def jsonl_rows(
     """The manifest's lines, selected; ``prompts`` (when given) replace each line's own prompt."""
     lines = read_manifest(path)
     chosen = select(lines, limit, shuffle, seed)
-    rows = []
+    rows: list[DataRow] = []
     for line in chosen:
         image = None if line.get("image") is None else (path.parent / str(line["image"])).resolve()
         base_id = str(line.get("id") or (image.stem if image else f"line-{line['_line']}"))
         line_prompts = prompts or [str(line.get("prompt") or "")]
         group = None if line.get("group") is None else str(line["group"])
-        rows.extend(pair_with_prompts(base_id, image, line_prompts, line.get("ground_truth"), group))
+        paired = pair_with_prompts(base_id, image, line_prompts, line.get("ground_truth"), group)
+        rows.extend(dataclasses.replace(row, response=_response(line)) for row in paired)
     return unique_ids(rows)
+
+
+def _response(line: dict[str, Any]) -> str | tuple[int, ...] | None:
+    """A manifest line's ``response`` (to score): text, or a list of token ids."""
+    value = line.get("response")
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(token, int) for token in value):
+        return tuple(value)
+    raise UsageError(f"manifest line {line['_line']}: 'response' must be text or a list of token ids")
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 """PaliGemma 1 and 2 (``PaliGemmaForConditionalGeneration``): SigLIP tower, linear projector, Gemma decoder.
 
 No chat template: the processor lays out ``<image>`` x n, BOS, the prompt and "\\n" itself, and returns
-``token_type_ids`` (prefix = 0, attended bidirectionally). PaliGemma 2's Gemma-2 decoder soft-caps its logits.
+``token_type_ids`` (prefix = 0, attended bidirectionally); a scored response is the causal suffix (1), as
+generated tokens are. PaliGemma 2's Gemma-2 decoder soft-caps its logits.
 """
 
 from evolens.models.adapter import ModelAdapter
@@ -16,4 +17,5 @@ ADAPTER = ModelAdapter(
     inputs="processor_prompt",
     prompt_template="<image>{prompt}",
     logit_softcap="final_logit_softcapping",
+    response_inputs={"token_type_ids": 1},
 )
