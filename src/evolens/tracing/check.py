@@ -1,8 +1,12 @@
-"""The trace engine's invariant, checked on every model family by ``evolens.verify``.
+"""The trace engine's invariants, checked on every model family by ``evolens.verify``.
 
-Trace a short greedy generation, then generate again returning the model's own logits: the recorded
-last-layer lens must give the emitted tokens rank 0, their probabilities and the top-k must match the
-logits' softmax, and the streamed tokens must be the generated ones.
+``trace_last_layer_is_logits``: trace a short greedy generation, then generate again returning the model's
+own logits: the recorded last-layer lens must give the emitted tokens rank 0, their probabilities and the
+top-k must match the logits' softmax, and the streamed tokens must be the generated ones.
+
+``scoring_reproduces_the_trace``: score the traced generation again by teacher forcing (one forward pass,
+``evolens.tracing.scoring``): same tokens, and every layer's probability of each within the tolerance of
+the trace's (the cached decode and the single pass round differently, nothing more).
 """
 
 from __future__ import annotations
@@ -54,4 +58,26 @@ def trace_matches_logits(
     return CheckResult.within(diff, TOLERANCE.get(loaded.dtype, HALF_TOLERANCE))
 
 
-TRACE_CHECKS = {"trace_last_layer_is_logits": trace_matches_logits}
+def scoring_matches_trace(
+    loaded: LoadedModel, image: Image.Image | None, prompt: str, steps: int
+) -> CheckResult:
+    """The max abs difference, over steps and layers, between the probabilities of the emitted tokens as
+    traced during generation and as scored by teacher forcing; fails beyond the tolerance or when the
+    scored tokens differ."""
+    inputs = loaded.build_inputs([prompt], [image] if loaded.adapter.vision else None)
+    tracer = Tracer(loaded, TraceSpec(max_new_tokens=steps, top_k=3))
+    generated = tracer.generate(inputs, ["check"])
+    tokens = generated.token_ids(0)
+    scored = tracer.score(inputs, ["check"], [tokens])
+    if scored.token_ids(0) != tokens:
+        return CheckResult.of(False, f"scored tokens {scored.token_ids(0)} != generated {tokens}")
+    traced_prob, scored_prob = generated.metrics(0)["prob"], scored.metrics(0)["prob"]
+    assert traced_prob is not None and scored_prob is not None
+    diff = float(abs(traced_prob - scored_prob).max())
+    return CheckResult.within(diff, TOLERANCE.get(loaded.dtype, HALF_TOLERANCE))
+
+
+TRACE_CHECKS = {
+    "trace_last_layer_is_logits": trace_matches_logits,
+    "scoring_reproduces_the_trace": scoring_matches_trace,
+}

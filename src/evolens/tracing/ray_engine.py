@@ -85,6 +85,8 @@ class RayEngine:
 
     def run(self, job: TraceJob) -> TraceResult:
         """Trace ``job`` on the cluster (see ``TraceEngine``)."""
+        if job.spec.condition != "image" or any(sample.response is not None for sample in job.samples):
+            raise UsageError("scoring and input conditions run on the local engine (--engine local)")
         ray = _ray()
         options, samples = self.options, job.samples
         gpus = options.actor_gpus(job.device)
