@@ -45,6 +45,7 @@ def test_trace_overhead_ratios_use_the_methods_that_ran() -> None:
     assert ratios == {"a_ours_over_plain": 2.5, "b_ours_over_floor": 1.25, "c_paper_over_ours": 10.0}
     both = trace_overhead.ratios_of({"floor": 4.0, "ours": 5.0, "ours-eager": 6.0})
     assert both == {"b_ours_over_floor": 1.25, "b_ours_eager_over_floor": 1.5}
+    assert trace_overhead.ratios_of({"ours": 5.0, "ours-score": 2.0}) == {"d_score_over_ours": 0.4}
 
 
 def test_demo_load_baseline_merges_the_same_weights_as_merge_lora() -> None:
