@@ -45,6 +45,7 @@ COMMAND_MODULES = (
     "analyze",
     "compare",
     "skip",
+    "causal",
     "hallucination",
     "run",
     "verify",

@@ -147,3 +147,124 @@ class TokenStreamer(BaseStreamer):
 
     def end(self) -> None:
         """Nothing to flush: every step was handled when its token arrived."""
+
+
+StateEditor = Callable[[int, torch.Tensor], torch.Tensor]
+"""``edit(lens_layer, hidden)`` -> the hidden states (B, T, d) that replace a layer's output."""
+
+
+class StateEdit:
+    """Context manager: while active, chosen lens layers' states are replaced in every forward pass.
+
+    Args:
+        loaded: the model.
+        lens_layers: lens layers to edit, in 0..L: l < L edits the input of decoder layer l + 1 (for l = 0
+            the embeddings, image features merged; for l >= 1 the output of layer l together with anything
+            a model adds between layers, such as Qwen3-VL's deepstack image features), L the last layer's
+            output.
+        edit: called with the lens layer and its states (B, T, d); returns the states to use instead.
+
+    The interventions (``evolens.interventions.causal``: ablating image tokens, patching states from
+    another run, noising image embeddings) all edit states through this one hook site.
+    """
+
+    def __init__(self, loaded: LoadedModel, lens_layers: Sequence[int], edit: StateEditor) -> None:
+        self.decoder_layers: nn.ModuleList = loaded.decoder_layers
+        self.lens_layers = tuple(sorted(set(lens_layers)))
+        self.edit = edit
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> StateEdit:
+        last = len(self.decoder_layers)
+        for layer in self.lens_layers:
+            if layer < last:
+                hook = self.decoder_layers[layer].register_forward_pre_hook(
+                    self._input_hook(layer), with_kwargs=True
+                )
+            else:
+                hook = self.decoder_layers[last - 1].register_forward_hook(self._output_hook(layer))
+            self._handles.append(hook)
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _input_hook(self, lens_layer: int) -> Callable[..., Any]:
+        def hook(
+            _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+            if args:
+                return (self.edit(lens_layer, args[0]), *args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": self.edit(lens_layer, kwargs["hidden_states"])}
+
+        return hook
+
+    def _output_hook(self, lens_layer: int) -> Callable[..., Any]:
+        def hook(_module: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
+            edited = self.edit(lens_layer, layer_output(output))
+            return (edited, *output[1:]) if isinstance(output, tuple | list) else edited
+
+        return hook
+
+
+def attention_module(layer: nn.Module) -> nn.Module:
+    """A decoder layer's self-attention module (its child named ``self_attn`` or whose class names
+    attention); a layer without one is an error."""
+    for name, child in layer.named_children():
+        if name == "self_attn" or (name.endswith("attn") and "cross" not in name):
+            return child
+    raise ValueError(f"no self-attention module in {type(layer).__name__}")
+
+
+class AttentionKnockout:
+    """Context manager: in the chosen decoder layers, ``queries`` may not attend to ``keys``.
+
+    Args:
+        loaded: the model.
+        decoder_layers: 1-based decoder layers whose attention is edited.
+        queries, keys: (B, T) bool masks of the sequence positions (one full-sequence forward pass without a
+            cache: the attention is T x T).
+
+    One additive edit of the attention mask each attention module receives (a causal mask is built where
+    the model passes none), through a forward pre-hook: the same for every family whose decoder layers attend
+    with a ``attention_mask`` keyword (eager or SDPA attention).
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, decoder_layers: Sequence[int], queries: torch.Tensor, keys: torch.Tensor
+    ) -> None:
+        self.modules = [attention_module(loaded.decoder_layers[layer - 1]) for layer in decoder_layers]
+        self.blocked = queries[:, None, :, None] & keys[:, None, None, :]  # (B, 1, T, T)
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> AttentionKnockout:
+        for module in self.modules:
+            self._handles.append(module.register_forward_pre_hook(self._hook, with_kwargs=True))
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(
+        self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        hidden = layer_input(args, kwargs)
+        blocked = self.blocked.to(hidden.device)
+        mask = kwargs.get("attention_mask")
+        if mask is None:
+            length = hidden.shape[1]
+            mask = torch.ones(length, length, dtype=torch.bool, device=hidden.device).tril()[None, None]
+        mask = mask[..., -blocked.shape[-2] :, -blocked.shape[-1] :]
+        if mask.dtype == torch.bool:
+            edited = mask & ~blocked
+        else:
+            edited = mask.masked_fill(blocked, torch.finfo(mask.dtype).min)
+        return args, {**kwargs, "attention_mask": edited}
