@@ -4,6 +4,7 @@ trace, and layer-mix (DeCo-style) decoding against the baseline.
     evolens hallucination chair --instances instances_val2014.json --captions generated.jsonl
     evolens hallucination amber --amber-dir AMBER/data --responses responses.json
     evolens hallucination pope --questions coco_pope_random.json --answers answers.jsonl
+    evolens hallucination pope-build --annotations instances_val2014.json --out pope/
     evolens hallucination trace --trace runs/trace --out runs/hallucination
     evolens hallucination decode --model demo --shapes 100 --layers 20 --alpha 0.5 --out runs/decode
 """
@@ -81,6 +82,30 @@ def pope_command(
     from evolens.eval.pope import pope_from_files
 
     _print_metrics("POPE", pope_from_files(questions, answers).to_dict(), out)
+
+
+@hallucination_app.command("pope-build")
+def pope_build_command(
+    annotations: Annotated[Path, Flag("--annotations", help="COCO-format instances JSON.")],
+    out: Annotated[Path, Flag("--out", help="Folder for pope_{random,popular,adversarial}.jsonl.")],
+    per_image: Annotated[
+        int, Flag("--per-image", help="Objects asked about per image (and as many absent).")
+    ] = 3,
+    seed: Annotated[
+        int, Flag("--seed", help="Seeds which present (and random absent) objects are asked.")
+    ] = 0,
+) -> None:
+    """POPE's question sets from instance annotations: random, popular and adversarial absent objects."""
+    from evolens.errors import UsageError
+    from evolens.eval.pope_build import build_pope, read_instances, write_pope
+
+    if per_image < 1:
+        raise UsageError(f"--per-image must be at least 1 (got {per_image})")
+    sets = build_pope(read_instances(annotations), per_image, seed)
+    for path in write_pope(sets, out):
+        typer.echo(f"wrote {path} ({sum(1 for _ in path.open())} questions)")
+    if sets.left_out:
+        typer.echo(f"left out {len(sets.left_out)} images with fewer than {per_image} objects", err=True)
 
 
 @hallucination_app.command("trace")
