@@ -5,6 +5,7 @@ trace, and layer-mix (DeCo-style) decoding against the baseline.
     evolens hallucination amber --amber-dir AMBER/data --responses responses.json
     evolens hallucination pope --questions coco_pope_random.json --answers answers.jsonl
     evolens hallucination pope-build --annotations instances_val2014.json --out pope/
+    evolens hallucination margins --questions pope/pope_adversarial.jsonl --images val2014/ --out runs/margins
     evolens hallucination trace --trace runs/trace --out runs/hallucination
     evolens hallucination decode --model demo --shapes 100 --layers 20 --alpha 0.5 --out runs/decode
 """
@@ -106,6 +107,49 @@ def pope_build_command(
         typer.echo(f"wrote {path} ({sum(1 for _ in path.open())} questions)")
     if sets.left_out:
         typer.echo(f"left out {len(sets.left_out)} images with fewer than {per_image} objects", err=True)
+
+
+@hallucination_app.command("margins")
+def margins_command(
+    questions: Annotated[
+        list[Path], Flag("--questions", help="POPE-format question files (repeat: splits).")
+    ],
+    images: Annotated[Path, Flag("--images", help="The folder holding the questions' image files.")],
+    out: Annotated[Path, Flag("--out", help="Output folder (margins.json, the answer traces).")],
+    model: Annotated[str, Flag("--model", help="demo, a cached hub id or a local path.")] = "demo",
+    suffix: Annotated[str, Flag("--suffix", help="Added to each question, e.g. ' Answer yes or no.'")] = "",
+    limit: Annotated[int | None, Flag("--limit", help="At most this many questions per file.")] = None,
+    batch_size: Annotated[int, Flag("--batch-size")] = 8,
+    n_boot: Annotated[int, Flag("--n-boot", help="Bootstrap replicates (over images).")] = 1000,
+    device: Annotated[str, Flag("--device")] = "cpu",
+    dtype: Annotated[str | None, Flag("--dtype")] = None,
+) -> None:
+    """Where the right answer loses: per layer, log p(correct) - log p(wrong) of the yes/no answer; for
+    each wrong final answer, the last layer at which the correct one still led. One result per file."""
+    from evolens.eval.answer_margin import margins, question_samples, score_answers
+    from evolens.models import load_model
+
+    loaded = load_model(model, device=device, dtype=dtype)
+    results = {}
+    for path in questions:
+        split = path.stem.removeprefix("pope_")
+        samples = question_samples(path, images, suffix, limit)
+        folders = score_answers(loaded, samples, out / split, batch_size)
+        results[split] = margins(folders["Yes"], folders["No"], n_boot)
+        summary = results[split]
+        typer.echo(
+            f"{split}: {summary['n_questions']} questions, accuracy {summary['accuracy']:.3f}, "
+            f"yes-rate {summary['yes_rate']:.3f}, {summary['wrong']['never_led']} of "
+            f"{summary['wrong']['n']} wrong answers never had the right one leading"
+        )
+    settings = {
+        "model": loaded.name,
+        "suffix": suffix,
+        "limit": limit,
+        "questions": [str(q) for q in questions],
+    }
+    write_json(out / "margins.json", {"settings": settings, "splits": results})
+    typer.echo(f"wrote {out / 'margins.json'}")
 
 
 @hallucination_app.command("trace")
