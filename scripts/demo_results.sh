@@ -13,10 +13,12 @@ EVOLENS=${EVOLENS:-.venv/bin/evolens}
 # descriptions traced at every layer, stages detected, hallucinations scored against the scenes
 $EVOLENS run --model demo --source shapes --limit "$N_TRACE" --seed $SEED --prompt "Describe this image." \
     --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --hallucination --out $OUT/describe
-# the colour question, hidden states kept for the feature-space views
+# the colour question, hidden states kept for the feature-space views and the probes; the answers scored
+# again under the three nulls (the image effect)
 $EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "What is the color of the shape?" \
     --max-new-tokens 12 --batch-size 8 --projection tsne --projection pca --no-skip --no-hallucination \
-    --answer red,orange,yellow,green,blue,purple,pink,brown --out $OUT/color
+    --answer red,orange,yellow,green,blue,purple,pink,brown --null no-image --null blank --null shuffled \
+    --out $OUT/color
 # faithful vs hallucinated words at the critical and mutation layers
 $EVOLENS hallucination trace --trace $OUT/describe/trace --out $OUT/hallucination
 # layer skipping: the detected stages and random controls of the same sizes

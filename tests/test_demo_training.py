@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from scripts.demo.training import (
     make_batch,
     tokenize_conversation,
 )
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import PreTrainedModel
 
 from evolens.data.shapes.text import conversation
 from evolens.data.shapes.world import sample_scene
@@ -27,6 +28,7 @@ from evolens.models.demo.lora import LoraSettings, merge_lora
 from evolens.models.demo.model import DemoVLM, Projector
 from evolens.models.demo.processor import DemoProcessor
 from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
+from tests.models.builders.causal_lm import tiny_causal_lm
 
 CONFIG = VisionConfig(tokens_per_cell=3)
 
@@ -38,32 +40,13 @@ def processor(smollm2_tokenizer) -> DemoProcessor:
 
 @pytest.fixture(scope="module")
 def tiny_demo(smollm2_tokenizer, processor: DemoProcessor) -> DemoVLM:
-    torch.manual_seed(0)
-    decoder = LlamaForCausalLM(
-        LlamaConfig(
-            vocab_size=len(smollm2_tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-        )
-    ).eval()
+    decoder = tiny_causal_lm("LlamaForCausalLM", smollm2_tokenizer).eval()  # hidden 64, 2 layers
     projector = Projector(feature_dim(CONFIG), 64, 32, CONFIG.tokens_per_cell)
     return DemoVLM(VisionEncoder(CONFIG), projector, decoder, processor.image_token_id)
 
 
-def tiny_decoder(vocab_size: int) -> LlamaForCausalLM:
-    torch.manual_seed(1)
-    config = LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=96,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-    )
-    return LlamaForCausalLM(config).eval()
+def tiny_decoder(tokenizer: Any) -> PreTrainedModel:
+    return tiny_causal_lm("LlamaForCausalLM", tokenizer, seed=1, intermediate_size=96).eval()
 
 
 def test_labels_are_exactly_the_answers(processor: DemoProcessor) -> None:
@@ -142,7 +125,7 @@ def test_three_token_warm_start_targets_are_the_cell_words_embeddings(
 
 def test_merged_lora_equals_the_peft_adapters(smollm2_tokenizer) -> None:
     """What training sees (peft layers) and what loading builds (factors merged into plain weights) agree."""
-    adapted, plain = tiny_decoder(len(smollm2_tokenizer)), tiny_decoder(len(smollm2_tokenizer))
+    adapted, plain = tiny_decoder(smollm2_tokenizer), tiny_decoder(smollm2_tokenizer)
     settings = LoraSettings(rank=4, alpha=8.0)
     attach_lora(adapted, settings)
     generator = torch.Generator().manual_seed(0)
@@ -163,7 +146,7 @@ def test_merged_lora_equals_the_peft_adapters(smollm2_tokenizer) -> None:
 
 
 def test_lora_factors_that_do_not_fit_are_refused(smollm2_tokenizer) -> None:
-    decoder = tiny_decoder(len(smollm2_tokenizer))
+    decoder = tiny_decoder(smollm2_tokenizer)
     name = "model.layers.0.self_attn.q_proj"
     with pytest.raises(ModelLoadError):
         merge_lora(decoder, {name + ".lora_A": torch.zeros(4, 64)}, 1.0)

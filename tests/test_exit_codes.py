@@ -6,33 +6,16 @@ log file) in test_architecture.py."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from evolens.cli import main
-from evolens.models import LoadedModel
 from tests.analysis.conftest import planted_trace_samples, write_trace
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_llama: LoadedModel) -> Iterator[Path]:
-    """The tiny Llama saved in a folder every user can read (the no-home test runs as another user)."""
-    folder = Path(tempfile.mkdtemp(prefix="evolens-exit-codes-"))
-    folder.chmod(0o755)
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    for path in folder.rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 def one_error_line(err: str, *words: str) -> None:
@@ -48,11 +31,11 @@ def test_an_unknown_model_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture)
 
 
 def test_an_output_folder_that_cannot_be_written_exits_2(
-    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+    tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    code = main(["trace", "--model", str(model_dir), "--prompt", "Hi", "--out", str(blocker / "trace")])
+    code = main(["trace", "--model", str(tiny_llama_dir), "--prompt", "Hi", "--out", str(blocker / "trace")])
     assert code == 2
     one_error_line(capsys.readouterr().err, "cannot create the trace directory")
 
@@ -83,12 +66,12 @@ NO_PASSWD_ENTRY = (
 """``evolens`` as run by a user with no passwd entry (as in some containers)."""
 
 
-def test_without_a_home_a_trace_runs_and_errors_stay_one_line(model_dir: Path, tmp_path: Path) -> None:
+def test_without_a_home_a_trace_runs_and_errors_stay_one_line(tiny_llama_dir: Path, tmp_path: Path) -> None:
     """No $HOME and no passwd entry: the kernel cache and the log folder fall back to a folder of the
     user in the temporary directory; a trace runs, and an error is one line, not a traceback."""
     unset = ("HOME", "EVOLENS_CACHE", "XDG_CACHE_HOME", "EVOLENS_LOG_DIR")
     environment = {k: v for k, v in os.environ.items() if k not in unset}
-    base = [sys.executable, "-c", NO_PASSWD_ENTRY, "trace", "--model", str(model_dir), "--prompt", "Hi"]
+    base = [sys.executable, "-c", NO_PASSWD_ENTRY, "trace", "--model", str(tiny_llama_dir), "--prompt", "Hi"]
     out = str(tmp_path / "t")
     run = {"env": environment, "capture_output": True, "text": True, "timeout": 600, "cwd": ROOT}
     done = subprocess.run([*base, "--out", out, "--max-new-tokens", "2"], **run)  # type: ignore[call-overload]

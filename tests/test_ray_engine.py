@@ -2,7 +2,8 @@
 exactly once per sample when the driver is killed, when an actor dies mid-batch, and on rerun; a batch that
 kills its actor every time fails alone, within the retries; an output folder the actors do not see refused.
 
-The cluster lives for the module and every process it started must be gone after ``ray.shutdown``.
+The cluster lives for the module and every process it started must be gone after ``ray.shutdown``. Every
+trace of the tiny Llama here must equal one local trace of it (``local_reference``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from evolens.tracing.spec import RayOptions
 from evolens.tracing.tracer import trace
 from tests.ray_support import assert_same_trace, descendants, running, torch_threads
 
+pytestmark = pytest.mark.xdist_group("ray")
+
 PROMPTS = [f"Question number {i}: name a colour." for i in range(10)]
 
 
@@ -62,15 +65,6 @@ def ray_cluster() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def tiny_model_dir(tiny_llama: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny random Llama (SmolLM2's tokenizer) saved as a model folder that every actor can load."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four pictures (a coloured square each, different sizes) and one file that is not an image."""
     folder = tmp_path_factory.mktemp("images")
@@ -83,11 +77,17 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def local_trace(model_dir: Path, out: Path) -> None:
-    """``PROMPTS`` traced by the local engine with one torch thread, as each actor traces them."""
+@pytest.fixture(scope="module")
+def local_reference(tiny_llama_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``PROMPTS`` traced from the tiny Llama's folder by the local engine with one torch thread, as each
+    actor traces them: what every Ray trace of them must equal (read only)."""
+    out = tmp_path_factory.mktemp("local") / "trace"
     with torch_threads(1):
-        result = trace(load_model(str(model_dir)), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2)
+        result = trace(
+            load_model(str(tiny_llama_dir)), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2
+        )
     assert len(result.traced) == len(PROMPTS)
+    return out
 
 
 @pytest.mark.slow
@@ -153,10 +153,10 @@ trace(slow_model, None, args["prompts"], out=args["out"], max_new_tokens=4, batc
 
 @pytest.mark.slow
 def test_driver_killed_mid_run_then_rerun_traces_every_sample_once(
-    ray_cluster: str, tiny_model_dir: Path, tmp_path: Path
+    ray_cluster: str, tiny_llama_dir: Path, local_reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "trace"
-    args = {"model": str(tiny_model_dir), "prompts": PROMPTS, "out": str(out), "address": ray_cluster}
+    args = {"model": str(tiny_llama_dir), "prompts": PROMPTS, "out": str(out), "address": ray_cluster}
     killed = subprocess.run(
         [sys.executable, "-c", DRIVER, json.dumps(args)], capture_output=True, text=True, timeout=300
     )
@@ -165,16 +165,15 @@ def test_driver_killed_mid_run_then_rerun_traces_every_sample_once(
     assert 0 < len(before) < len(PROMPTS), "killed mid-run: some samples committed, not all"
     options = RayOptions(actors=2)
     resumed = trace(
-        str(tiny_model_dir), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options)
+        str(tiny_llama_dir), None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options)
     )
     assert set(resumed.skipped) >= before and not resumed.failures
     done = resumed.skipped + resumed.traced
     assert len(set(done)) == len(done) == len(PROMPTS)
-    local_trace(tiny_model_dir, tmp_path / "local")
-    assert_same_trace(tmp_path / "local", out)
+    assert_same_trace(local_reference, out)
     with pytest.raises(UsageError, match="other settings"):
         trace(
-            str(tiny_model_dir),
+            str(tiny_llama_dir),
             None,
             PROMPTS,
             out=out,
@@ -205,26 +204,6 @@ def load_and_die_once(model_dir: str, marker: Path) -> LoadedModel:
     return load_model(model_dir)
 
 
-@pytest.mark.slow
-def test_an_actor_killed_mid_commit_is_retried_and_nothing_is_lost_or_doubled(
-    ray_cluster: str, tiny_model_dir: Path, tmp_path: Path
-) -> None:
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    marker = tmp_path / "killed"
-    loader = functools.partial(load_and_die_once, str(tiny_model_dir), marker)
-    out = tmp_path / "trace"
-    result = trace(
-        loader, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(RayOptions(actors=2))
-    )
-    assert marker.exists(), "an actor was killed"
-    assert sorted(result.traced) == sorted(read_trace(out).samples["sample_id"]) and not result.failures
-    local_trace(tiny_model_dir, tmp_path / "local")
-    assert_same_trace(tmp_path / "local", out)
-    assert sorted(p.name for p in (out / "steps").iterdir()) == sorted(
-        p.name for p in (out / "samples").iterdir()
-    )
-
-
 def load_with_a_failing_prompt(model_dir: str, prompt: str) -> LoadedModel:
     """Load the model; a batch holding ``prompt`` raises NumericalError, as a model that overflows would."""
     loaded = load_model(model_dir)
@@ -240,30 +219,33 @@ def load_with_a_failing_prompt(model_dir: str, prompt: str) -> LoadedModel:
 
 
 @pytest.mark.slow
-def test_an_error_in_an_actor_stops_the_run_in_one_line_and_the_rerun_traces_the_rest(
-    ray_cluster: str, tiny_model_dir: Path, tmp_path: Path
+def test_an_error_in_an_actor_stops_the_run_in_one_line_and_the_rerun_traces_the_rest_once_despite_a_kill(
+    ray_cluster: str, tiny_llama_dir: Path, local_reference: Path, tmp_path: Path
 ) -> None:
+    """An error in an actor (the batch asking ``PROMPTS[3]`` overflows) stops the run in one line; the
+    rerun traces the rest, and on it an actor killed mid-commit (between a part's steps and samples files)
+    is retried: nothing is lost or doubled."""
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    failing = functools.partial(load_with_a_failing_prompt, str(tiny_model_dir), PROMPTS[-1])
-    out, options = tmp_path / "trace", RayOptions(actors=1)
+    failing = functools.partial(load_with_a_failing_prompt, str(tiny_llama_dir), PROMPTS[3])
+    out = tmp_path / "trace"
     with pytest.raises(NumericalError, match=r"^NaN in the hidden state of the batch asking") as caught:
-        trace(failing, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options))
+        trace(failing, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(RayOptions()))
     assert "Traceback" not in str(caught.value) and "ray::" not in str(caught.value)
     before = finished_sample_ids(out)
-    assert prompt_id(PROMPTS[-1]) not in before
-    resumed = trace(
-        str(tiny_model_dir),
-        None,
-        PROMPTS,
-        out=out,
-        max_new_tokens=4,
-        batch_size=2,
-        engine=RayEngine(RayOptions()),
-    )
-    assert set(resumed.skipped) == before and not set(resumed.traced) & before
+    assert prompt_id(PROMPTS[3]) not in before
+
+    marker = tmp_path / "killed"
+    loader = functools.partial(load_and_die_once, str(tiny_llama_dir), marker)
+    options = RayOptions(actors=2)
+    resumed = trace(loader, None, PROMPTS, out=out, max_new_tokens=4, batch_size=2, engine=RayEngine(options))
+    assert marker.exists(), "an actor was killed"
+    assert set(resumed.skipped) == before and not set(resumed.traced) & before and not resumed.failures
     assert len(resumed.skipped) + len(resumed.traced) == len(PROMPTS)
-    local_trace(tiny_model_dir, tmp_path / "local")
-    assert_same_trace(tmp_path / "local", out)
+    assert sorted(resumed.skipped + resumed.traced) == sorted(read_trace(out).samples["sample_id"])
+    assert_same_trace(local_reference, out)
+    assert sorted(p.name for p in (out / "steps").iterdir()) == sorted(
+        p.name for p in (out / "samples").iterdir()
+    )
 
 
 DYING_DRIVER = """
@@ -297,12 +279,12 @@ print(json.dumps({"traced": result.traced, "failures": result.failures}))
 
 @pytest.mark.slow
 def test_a_batch_that_kills_its_actor_every_time_fails_alone_within_the_retries(
-    ray_cluster: str, tiny_model_dir: Path, tmp_path: Path
+    ray_cluster: str, tiny_llama_dir: Path, tmp_path: Path
 ) -> None:
     """The driver runs in a subprocess with a deadline: without bounded retries it never ends."""
     out = tmp_path / "trace"
     args = {
-        "model": str(tiny_model_dir),
+        "model": str(tiny_llama_dir),
         "prompts": PROMPTS,
         "out": str(out),
         "address": ray_cluster,
@@ -326,13 +308,17 @@ def test_a_batch_that_kills_its_actor_every_time_fails_alone_within_the_retries(
 
 
 def test_an_output_folder_the_actors_do_not_see_is_refused_in_one_line(
-    ray_cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ray_cluster: str,
+    tiny_llama_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The driver's marker is not where the actors look, as on a node whose DIR is a folder of its own."""
     monkeypatch.setattr(ray_engine, "write_marker", lambda path, token: path)
     out = tmp_path / "t"
     ray_flags = ["--engine", "ray", "--ray-address", ray_cluster]
-    code = main(["trace", "--model", "demo-text", "--prompt", "Hi", "--out", str(out), *ray_flags])
+    code = main(["trace", "--model", str(tiny_llama_dir), "--prompt", "Hi", "--out", str(out), *ray_flags])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("evolens:")]
     assert code == 2 and errors == [
         f"evolens: error: the output folder {out.absolute()} is not shared between the driver and node "

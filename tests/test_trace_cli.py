@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
 from PIL import Image
 
 from evolens.cli import main
@@ -17,22 +18,22 @@ from evolens.io.lock import TraceLock
 from evolens.io.store import read_trace
 from evolens.models import LoadedModel
 from evolens.tracing.tracer import Tracer, trace
-from tests.models.builders.llava import build_tiny_llava
-from tests.models.conftest import save_and_load
+from tests.models.builders import tiny_families
+from tests.models.builders.saved import TinyModels
+
+(LLAVA,) = tiny_families("llava")
 
 
 @pytest.fixture(scope="module")
-def tiny_llava_dir(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("tiny-llava")
-    save_and_load(*build_tiny_llava(smollm2_tokenizer), directory)
-    return directory
+def tiny_llava_dir(tiny_models: TinyModels) -> Path:
+    """The builder table's tiny LLaVA, saved (built once per session, with the model-family tests)."""
+    return tiny_models.folder(LLAVA)
 
 
 @pytest.fixture(scope="module")
-def tiny_llava(tiny_llava_dir: Path) -> LoadedModel:
-    from evolens.models import load_model
-
-    return load_model(str(tiny_llava_dir))
+def tiny_llava(tiny_models: TinyModels) -> LoadedModel:
+    """That LLaVA loaded from its folder on the CPU in fp32."""
+    return tiny_models.get(LLAVA, ("cpu", torch.float32))
 
 
 @pytest.fixture

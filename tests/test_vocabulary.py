@@ -139,7 +139,7 @@ def test_every_metric_is_fully_described() -> None:
     for m in METRICS.values():
         assert m.per in ("layer", "transition", "layer_topk") and m.unit and m.short and m.direction, m
         assert (m.arrow is not None) == m.stored, m
-    assert [m.name for m in METRICS.values() if not m.stored] == ["log_rank", "top1"]
+    assert [m.name for m in METRICS.values() if not m.stored] == ["log_rank", "log_prob", "top1"]
     assert list(METRICS["jsd_next"].layers(4)) == [1, 2, 3, 4]
     assert list(METRICS["prob"].layers(4)) == [0, 1, 2, 3, 4]
     for selection in (
@@ -147,6 +147,7 @@ def test_every_metric_is_fully_described() -> None:
         vocabulary.OVERVIEW,
         vocabulary.EXPLORER,
         vocabulary.HEATMAP,
+        vocabulary.IMAGE_EFFECT,
     ):
         assert set(selection) <= set(METRICS), selection
     with pytest.raises(ValueError, match="unknown metric 'jsd'"):

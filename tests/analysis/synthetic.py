@@ -30,6 +30,7 @@ class SampleArrays:
         topk_ids, topk_probs: (n, L+1, k).
         tokens: n decoded tokens; token_ids: (n,).
         hidden: optional (n, L+1, d) states, written to hidden/<sample_id>.safetensors.
+        extra: optional sample columns: "ground_truth" (a JSON string).
     """
 
     sample_id: str
@@ -192,7 +193,7 @@ def write_trace(
             "text": pa.array(["".join(s.tokens).strip() for s in samples], pa.string()),
             "token_ids": pa.array([s.token_ids.tolist() for s in samples], pa.list_(pa.int32())),
             "n_steps": pa.array([len(s.tokens) for s in samples], pa.int32()),
-            "ground_truth": pa.array([None for _ in samples], pa.string()),
+            "ground_truth": pa.array([s.extra.get("ground_truth") for s in samples], pa.string()),
         }
     )
     if groups is not None:

@@ -94,7 +94,13 @@ def test_per_token_stages_find_the_planted_layers(planted_trace_dir) -> None:
 def test_stage_intervals_and_stability(planted_trace_dir) -> None:
     trace = load_trace(planted_trace_dir)
     intervals = stage_intervals(trace, StageConfig(), n_boot=50, seed=0)
-    assert intervals["critical_layer"] == {"estimate": 12, "low": 12.0, "high": 12.0, "found": 1.0}
+    assert intervals["critical_layer"] == {
+        "estimate": 12,
+        "low": 12.0,
+        "high": 12.0,
+        "found": 1.0,
+        "found_share": 1.0,
+    }
     assert intervals["mutation_layer"]["estimate"] == 27 and intervals["mutation_layer"]["found"] == 1.0
     stability = threshold_stability(trace, StageConfig())
     assert [row["value"] for row in stability["sweeps"]["jsd_threshold"]] == [0.1, 0.15, 0.2, 0.3, 0.4]

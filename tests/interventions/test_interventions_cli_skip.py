@@ -9,16 +9,7 @@ import numpy as np
 import pytest
 
 from evolens.cli import main
-from evolens.models import LoadedModel
 from tests.analysis.synthetic import planted_sample, write_trace
-
-
-@pytest.fixture(scope="module")
-def tiny_path(tiny_llama: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +26,8 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, captured.out, captured.err
 
 
-def test_skip_range_writes_json_table_and_figure(tiny_path: Path, tmp_path: Path, capsys) -> None:
-    args = ["skip", "--model", str(tiny_path), "--out", str(tmp_path), "--prompt", "Name a colour."]
+def test_skip_range_writes_json_table_and_figure(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["skip", "--model", str(tiny_llama_dir), "--out", str(tmp_path), "--prompt", "Name a colour."]
     code, out, _ = run([*args, "--skip", "1-2", "--max-new-tokens", "4", "--seeds", "2"], capsys)
     assert code == 0
     record = json.loads((tmp_path / "skip.json").read_text())
@@ -50,8 +41,10 @@ def test_skip_range_writes_json_table_and_figure(tiny_path: Path, tmp_path: Path
     assert "baseline" in out
 
 
-def test_plan_stages_uses_the_trace(tiny_path: Path, planted_trace: Path, tmp_path: Path, capsys) -> None:
-    args = ["skip", "--model", str(tiny_path), "--out", str(tmp_path), "--prompt", "Name a colour."]
+def test_plan_stages_uses_the_trace(
+    tiny_llama_dir: Path, planted_trace: Path, tmp_path: Path, capsys
+) -> None:
+    args = ["skip", "--model", str(tiny_llama_dir), "--out", str(tmp_path), "--prompt", "Name a colour."]
     code, _, _ = run(
         [*args, "--plan", "stages", "--trace", str(planted_trace), "--max-new-tokens", "3"], capsys
     )
@@ -74,16 +67,19 @@ def test_plan_stages_uses_the_trace(tiny_path: Path, planted_trace: Path, tmp_pa
         (["--plan", "layers", "--trace", "x"], "unknown --plan"),
     ],
 )
-def test_bad_input_is_one_line_and_exit_2(tiny_path: Path, tmp_path: Path, capsys, extra, message) -> None:
-    code, _, err = run(["skip", "--model", str(tiny_path), "--out", str(tmp_path), *extra], capsys)
+def test_bad_input_is_one_line_and_exit_2(
+    tiny_llama_dir: Path, tmp_path: Path, capsys, extra, message
+) -> None:
+    code, _, err = run(["skip", "--model", str(tiny_llama_dir), "--out", str(tmp_path), *extra], capsys)
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("evolens:")]
     assert len(errors) == 1 and message in errors[0]
     assert "Traceback" not in err
 
 
-def test_layer_mix_decoding_command(tiny_path: Path, tmp_path: Path, capsys) -> None:
-    args = ["hallucination", "decode", "--model", str(tiny_path), "--out", str(tmp_path), "--prompt", "Hi."]
+def test_layer_mix_decoding_command(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["hallucination", "decode", "--model", str(tiny_llama_dir), "--out", str(tmp_path)]
+    args += ["--prompt", "Hi."]
     code, _, _ = run(
         [*args, "--layers", "2", "--alpha", "0", "--alpha", "1e6", "--max-new-tokens", "4"], capsys
     )
@@ -94,7 +90,8 @@ def test_layer_mix_decoding_command(tiny_path: Path, tmp_path: Path, capsys) -> 
     assert conditions[2]["layer_mix"] == {"layers": [2], "alpha": 1e6, "top_k": 10}
 
 
-def test_layer_mix_bad_layer(tiny_path: Path, tmp_path: Path, capsys) -> None:
-    args = ["hallucination", "decode", "--model", str(tiny_path), "--out", str(tmp_path), "--layers", "4"]
+def test_layer_mix_bad_layer(tiny_llama_dir: Path, tmp_path: Path, capsys) -> None:
+    args = ["hallucination", "decode", "--model", str(tiny_llama_dir), "--out", str(tmp_path)]
+    args += ["--layers", "4"]
     code, _, err = run(args, capsys)
     assert code == 2 and "layer-mix layers must be in 1..3" in err

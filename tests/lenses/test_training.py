@@ -89,20 +89,11 @@ def test_bad_training_settings_are_usage_errors() -> None:
         LensTrainingSettings(optimizer="lbfgs")  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_folder(tiny_llama: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny Llama saved as a local model folder, so the command line can load it by path."""
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
-
-
 def test_command_line_trains_traces_and_refuses_a_changed_lens(
-    tiny_model_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_llama_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     lens_dir = tmp_path / "lens"
-    args = ["train-lens", "--model", str(tiny_model_folder), "--out", str(lens_dir), "--steps", "2"]
+    args = ["train-lens", "--model", str(tiny_llama_dir), "--out", str(lens_dir), "--steps", "2"]
     prompts = [part for p in PROMPTS[:8] for part in ("-p", p)]
     assert main([*args, *prompts, "--max-new-tokens", "4", "--batch-size", "8", "--held-out", "0.3"]) == 0
     assert "held-out KL(final || layer)" in capsys.readouterr().out
@@ -110,7 +101,7 @@ def test_command_line_trains_traces_and_refuses_a_changed_lens(
     assert manifest["complete"] and manifest["data"]["samples"] == 8
 
     trace_dir = tmp_path / "trace"
-    trace = ["trace", "--model", str(tiny_model_folder), "-p", "Hello.", "--max-new-tokens", "3"]
+    trace = ["trace", "--model", str(tiny_llama_dir), "-p", "Hello.", "--max-new-tokens", "3"]
     assert main([*trace, "--lens", f"tuned:{lens_dir}", "--out", str(trace_dir)]) == 0
     meta = json.loads((trace_dir / "meta.json").read_text())
     assert meta["lens"] == "tuned" and meta["lens_sha256"] == manifest["params_sha256"]
@@ -130,7 +121,7 @@ def test_command_line_trains_traces_and_refuses_a_changed_lens(
 )
 def test_command_line_lens_errors_are_one_line(
     tiny_llama: LoadedModel,
-    tiny_model_folder: Path,
+    tiny_llama_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     lens: str,
@@ -145,7 +136,7 @@ def test_command_line_lens_errors_are_one_line(
         [
             "trace",
             "--model",
-            str(tiny_model_folder),
+            str(tiny_llama_dir),
             "-p",
             "Hi.",
             "--lens",

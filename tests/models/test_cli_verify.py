@@ -10,16 +10,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 
 from evolens import verify
 from evolens.cli import main
-from evolens.models import LoadedModel
 from evolens.models.check import CheckResult
-
-
-@pytest.fixture(scope="module")
-def tiny_llama_dir(tiny_llama: LoadedModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tiny_llama.model.save_pretrained(folder)
-    tiny_llama.tokenizer.save_pretrained(folder)
-    return folder
 
 
 def assert_one_line_error(err: str, *words: str) -> None:

@@ -1,7 +1,8 @@
 """A synthetic run folder for report tests: a trace following docs/trace-format.md (with a ``vocab.json`` of
-its token strings), a summary.json (its curves and token strings computed by the analysis' functions), a
-feature view, a skip.json, a hallucination.json and a PNG figure, all made from random next-token
-distributions with numpy alone. Sample ids, prompts, the vocabulary and the depth can be chosen (e.g.
+its token strings), a summary.json (its curves, token strings, image effect against two null traces of the
+same tokens and probes of a small shapes-world trace computed by the analysis' functions), a feature view,
+a skip.json, a hallucination.json and a PNG figure, all made from random next-token distributions with
+numpy alone. Sample ids, prompts, the vocabulary and the depth can be chosen (e.g.
 hostile text, a 32-layer model)."""
 
 from __future__ import annotations
@@ -10,14 +11,19 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
+from evolens.analysis.image_effect import image_effect
+from evolens.analysis.probes import probes
 from evolens.analysis.token_strings import TokenStrings
 from evolens.io.trace import load_trace
 from evolens.vocabulary import OVERVIEW
+from tests.analysis.findings_traces import shapes_samples
+from tests.analysis.synthetic import write_trace
 
 VOCAB = [" red", " blue", " circle", " square", " a", " the", ".", " large", " small", " green", "\n", " is"]
 N_LAYERS = 8
@@ -95,6 +101,38 @@ def analysed_numbers(trace_dir: Path) -> dict:
         "distribution": statistics_to_dict(statistics, trace),
         "token_strings": TokenStrings(trace, use_tokenizer=False).of_ids(trace.topk()[0]),
     }
+
+
+def write_null_trace(trace_dir: Path, out: Path, condition: str, shift: float) -> Path:
+    """The trace's own tokens "scored" under ``condition``: log p(emitted) lowered by ``shift`` nats from
+    sample 1 on (sample 0 unchanged), entropy raised by ``shift``; meta.json as evolens score writes it."""
+    steps = pd.read_parquet(trace_dir / "steps")
+    first = steps["sample_id"] == steps["sample_id"].iloc[0]
+    factor = np.where(first, 1.0, np.exp(-shift))
+    steps["prob"] = [np.asarray(p) * f for p, f in zip(steps["prob"], factor, strict=True)]
+    steps["entropy"] = [np.asarray(h) + shift for h in steps["entropy"]]
+    for folder in ("samples", "steps"):
+        (out / folder).mkdir(parents=True, exist_ok=True)
+    pq.write_table(
+        pa.Table.from_pandas(steps, schema=pa.schema(STEP_TYPES)), out / "steps" / "part-00000.parquet"
+    )
+    pq.write_table(pq.read_table(trace_dir / "samples"), out / "samples" / "part-00000.parquet")
+    meta = json.loads((trace_dir / "meta.json").read_text()) | {"mode": "score", "condition": condition}
+    (out / "meta.json").write_text(json.dumps(meta))
+    return out
+
+
+def finding_numbers(root: Path, trace_dir: Path, n_layers: int) -> dict:
+    """summary.json's ``image_effect`` (the trace against a 'blank' and a 'shuffled' null) and ``probes``
+    (of a 6-image shapes-world trace with hidden states, ``n_layers`` deep), computed by the analysis."""
+    trace = load_trace(trace_dir)
+    nulls = {
+        condition: load_trace(write_null_trace(trace_dir, root / "nulls" / condition, condition, shift))
+        for condition, shift in (("blank", 0.7), ("shuffled", 0.3))
+    }
+    samples = shapes_samples(n_images=6, prompts=("color", "describe"), n_layers=n_layers)
+    probed = probes(load_trace(write_trace(root / "probed", samples)))
+    return {"image_effect": image_effect(trace, nulls, n_boot=100), "probes": probed}
 
 
 def write_synthetic_run(
@@ -176,6 +214,7 @@ def write_synthetic_run(
         "jsd_threshold": 0.05,
         "notes": ["prompt 'What is the color of the shape?': 1 of 3 images never said an answer word"],
         **analysed_numbers(trace),
+        **finding_numbers(root, trace, n_layers),
     }
     (analysis / "summary.json").write_text(json.dumps(summary))
     n_points = 4 * (n_layers + 1)

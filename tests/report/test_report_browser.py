@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from evolens.cli import main
 from evolens.report import ReportInputs, build_report
-from evolens.vocabulary import EXPLORER, METRICS, STAGE_COLORS, visible_token
+from evolens.vocabulary import EXPLORER, IMAGE_EFFECT, METRICS, STAGE_COLORS, visible_token
 from tests.report.browser import ARTIFACTS, browser_page
 from tests.report.synthetic_run import N_LAYERS, VOCAB, write_synthetic_run
+from tests.run.test_run_nulls import nulls_config
 
 pytestmark = pytest.mark.browser
 
@@ -30,6 +32,34 @@ def report_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run={"data": "synthetic", "n_failed": 1},
     )
     return build_report(inputs, root / "report.html")
+
+
+def check_findings(page, conditions: list[str], n_prompts: int) -> None:
+    """The image effect: one plot per metric of ``IMAGE_EFFECT``, titled with the vocabulary's label, one
+    mean line per null condition with its band; the probes: one plot per prompt, a line, a band and a
+    chance line per probed attribute, the asked one named."""
+    assert page.locator("#image-effect").is_visible() and page.locator("#probes").is_visible()
+    plots = page.locator("#image-effect-grid .js-plotly-plot")
+    assert plots.count() == len(IMAGE_EFFECT)
+    titles = plots.locator(".gtitle").all_text_contents()
+    assert titles == [f"Δ {METRICS[key].label}" for key in IMAGE_EFFECT]
+    lines = page.evaluate(
+        "[...document.querySelectorAll('#image-effect-grid .js-plotly-plot')].map((div) =>"
+        " div.data.filter((t) => t.mode === 'lines+markers').map((t) => t.name))"
+    )
+    assert lines == [[f"real − {c}" for c in conditions]] * len(IMAGE_EFFECT)
+    bands = page.evaluate("document.querySelector('#image-effect-grid .js-plotly-plot').data[1].fill")
+    assert bands == "tonexty", "each line has its band"
+    probes = page.locator("#probe-grid .js-plotly-plot")
+    assert probes.count() == n_prompts
+    first = page.evaluate("document.querySelector('#probe-grid .js-plotly-plot').data.map((t) => t.name)")
+    assert "color (asked)" in first and "shape (control)" in first
+    dotted = page.evaluate(
+        "document.querySelector('#probe-grid .js-plotly-plot').data"
+        ".filter((t) => t.line && t.line.dash === 'dot').length"
+    )
+    assert dotted >= 2, "every probed attribute has its chance line"
+    assert "asked: color" in page.locator("#probe-grid h3").first.inner_text()
 
 
 def cell_center(page, row: int, column: int, n_rows: int, n_columns: int) -> tuple[float, float]:
@@ -90,6 +120,7 @@ def test_report_in_chromium(report_file: Path, tmp_path: Path) -> None:
         )
 
         assert page.locator("#failures").is_visible() and "broken" in page.locator("#failures").inner_text()
+        check_findings(page, conditions=["blank", "shuffled"], n_prompts=2)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "report-browser.png"), full_page=True)
         assert errors == [], f"console errors: {errors}"
@@ -201,4 +232,51 @@ def test_deep_model_long_sample_whitespace_stages_and_experiments(deep_report: P
         outputs = skip.locator("details", has_text="Outputs")
         outputs.locator("summary").click()
         assert outputs.locator("tr").count() == 1 + 9 * 20, "every condition's output on every sample"
+        assert errors == [], f"console errors: {errors}"
+
+
+def test_findings_that_were_not_computed_say_why(tmp_path: Path) -> None:
+    """A run without nulls and without hidden states: both sections are shown with the analysis' reason."""
+    run = write_synthetic_run(tmp_path / "run", n_samples=2)
+    summary = json.loads((run["analysis"] / "summary.json").read_text())
+    summary["image_effect"] = {"not computed": "no null traces given"}
+    summary["probes"] = {"not computed": "no stored hidden states (trace with --keep-hidden)"}
+    (run["analysis"] / "summary.json").write_text(json.dumps(summary))
+    report = build_report(
+        ReportInputs(trace_dir=run["trace"], analysis_dir=run["analysis"]), tmp_path / "r.html"
+    )
+    with browser_page(tmp_path / "profile") as (page, errors):
+        page.goto(report.as_uri())
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        assert (
+            page.locator("#image-effect .not-computed").inner_text() == "Not computed: no null traces given"
+        )
+        assert "no stored hidden states" in page.locator("#probes .not-computed").inner_text()
+        assert page.locator("#image-effect .js-plotly-plot").count() == 0
+        assert errors == [], f"console errors: {errors}"
+
+
+@pytest.fixture(scope="module")
+def run_with_nulls(tiny_vlm_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``evolens run`` of the tiny LLaVA on 4 shapes scenes asked the colour question, hidden states kept,
+    with the blank and shuffled nulls (tests/run/test_run_nulls.py)."""
+    root = tmp_path_factory.mktemp("nulls-run")
+    config = root / "run.yaml"
+    config.write_text(nulls_config(tiny_vlm_dir, root / "out", root / "shapes"))
+    assert main(["run", "--config", str(config), "--quiet"]) == 0
+    return root / "out"
+
+
+def test_a_run_with_nulls_shows_the_image_effect_and_the_probes(run_with_nulls: Path, tmp_path: Path) -> None:
+    """The issue's "done when": a run with nulls produces the image-effect curves and the probe curves in
+    summary.json, the figures and the report, and the report draws them."""
+    summary = json.loads((run_with_nulls / "analysis" / "summary.json").read_text())
+    assert {"image_effect.png", "probes.png"} <= set(summary["figures"])
+    with browser_page(tmp_path / "profile") as (page, errors):
+        page.goto((run_with_nulls / "report.html").as_uri())
+        page.wait_for_selector("body[data-ready=true]", timeout=60_000)
+        check_findings(page, conditions=["blank", "shuffled"], n_prompts=1)
+        names = page.locator("#figure-grid figcaption").all_text_contents()
+        assert "image_effect.png" in names and "probes.png" in names
+        page.locator("#image-effect").screenshot(path=str(ARTIFACTS / "report-image-effect.png"))
         assert errors == [], f"console errors: {errors}"

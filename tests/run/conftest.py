@@ -1,67 +1,29 @@
-"""A tiny random LLaVA saved to a folder (loads through ``load_model(path)`` like any local model), and
-a small run config on the shapes world, for fast end-to-end runs of ``evolens run``."""
+"""A tiny random LLaVA saved to a folder (loads through ``load_model(path)`` like any local model), a small
+run config on the shapes world, for fast end-to-end runs of ``evolens run``, and one such run, made once per
+session, that the tests comparing runs compare theirs with."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-import torch
-from transformers import (
-    CLIPImageProcessorPil,
-    CLIPVisionConfig,
-    LlamaConfig,
-    LlavaConfig,
-    LlavaForConditionalGeneration,
-    LlavaProcessor,
-)
 
-from tests.conftest import randomize_norms
-from tests.models.builders.common import tiny_decoder_kwargs, tokenizer_with_tokens
-from tests.models.builders.llava import LLAVA_CHAT_TEMPLATE
+from evolens.cli import main
+from tests.models.builders.common import randomize_norms, save_model_folder
+from tests.models.builders.llava import build_tiny_llava
+from tests.ray_support import torch_threads
 
-IMAGE_SIDE, PATCH = 30, 6
 TINY_LAYERS = 6
 
 
 @pytest.fixture(scope="session")
-def tiny_vlm_dir(smollm2_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 6-layer random LLaVA (CLIP tower 30 px, 25 image tokens) with SmolLM2's tokenizer, saved."""
-    tokenizer = tokenizer_with_tokens(smollm2_tokenizer, ["<image>"])
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=IMAGE_SIDE,
-            patch_size=PATCH,
-            projection_dim=32,
-        ),
-        text_config=LlamaConfig(**tiny_decoder_kwargs(tokenizer, num_hidden_layers=TINY_LAYERS)),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        image_seq_length=(IMAGE_SIDE // PATCH) ** 2,
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
-    )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config).eval()
+def tiny_vlm_dir(smollm2_tokenizer: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 6-layer random LLaVA (CLIP tower 30 px, 25 image tokens; the builder table's LLaVA with more
+    layers) with SmolLM2's tokenizer, saved."""
+    model, processor = build_tiny_llava(smollm2_tokenizer, num_hidden_layers=TINY_LAYERS)
     randomize_norms(model)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": IMAGE_SIDE}, crop_size={"height": IMAGE_SIDE, "width": IMAGE_SIDE}
-        ),
-        tokenizer=tokenizer,
-        patch_size=PATCH,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=LLAVA_CHAT_TEMPLATE,
-    )
-    folder = tmp_path_factory.mktemp("tiny-vlm")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_model_folder(model, processor, tmp_path_factory.mktemp("tiny-vlm"))
 
 
 def tiny_run_config(model_dir: Path, out: Path, images: Path | None = None) -> str:
@@ -76,3 +38,23 @@ def tiny_run_config(model_dir: Path, out: Path, images: Path | None = None) -> s
         "report: {max_samples: 10}\n"
     )
     return text
+
+
+@pytest.fixture(scope="session")
+def shapes_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One shapes-world folder for the runs whose results are compared, so that their manifests and image
+    paths are the same."""
+    return tmp_path_factory.mktemp("shapes")
+
+
+@pytest.fixture(scope="session")
+def reference_run(tiny_vlm_dir: Path, shapes_images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of an uninterrupted run of ``tiny_run_config`` on ``shapes_images`` (read only: tests that
+    change a run copy it), on the local engine with one torch thread: as each Ray actor with one CPU, and as
+    ``evolens run`` in a subprocess with ``OMP_NUM_THREADS=1``, so the same floating-point sums."""
+    root = tmp_path_factory.mktemp("reference")
+    config = root / "run.yaml"
+    config.write_text(tiny_run_config(tiny_vlm_dir, root / "out", shapes_images))
+    with torch_threads(1):
+        assert main(["run", "--config", str(config), "--quiet"]) == 0
+    return root / "out"

@@ -12,8 +12,10 @@ import pytest
 from evolens.cli import main
 from evolens.errors import UsageError
 from evolens.pipeline.config import load_config
-from tests.ray_support import assert_same_trace, descendants, running, torch_threads
+from tests.ray_support import assert_same_trace, descendants, running
 from tests.run.conftest import tiny_run_config
+
+pytestmark = pytest.mark.xdist_group("ray")
 
 
 def test_engine_and_ray_keys(tmp_path: Path) -> None:
@@ -41,17 +43,16 @@ def test_engine_and_ray_keys(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_run_traced_on_ray_equals_the_local_run_and_leaves_no_ray_process(
-    tiny_vlm_dir: Path, tmp_path: Path
+    tiny_vlm_dir: Path, shapes_images: Path, reference_run: Path, tmp_path: Path
 ) -> None:
-    local_config, ray_config = tmp_path / "local.yaml", tmp_path / "ray.yaml"
-    local_config.write_text(tiny_run_config(tiny_vlm_dir, tmp_path / "local"))
-    ray_config.write_text(tiny_run_config(tiny_vlm_dir, tmp_path / "ray") + "engine: ray\nray: {actors: 2}\n")
-    with torch_threads(1):  # as each actor (one CPU each)
-        assert main(["run", "--config", str(local_config), "--quiet"]) == 0
+    """The run on Ray renders the same shapes scenes into the same folder as the local ``reference_run``
+    (one torch thread, as each actor with one CPU), so its trace must be the same, image paths included."""
+    ray_config = tmp_path / "ray.yaml"
+    config_text = tiny_run_config(tiny_vlm_dir, tmp_path / "ray", shapes_images)
+    ray_config.write_text(config_text + "engine: ray\nray: {actors: 2}\n")
     before = descendants(os.getpid())
     assert main(["run", "--config", str(ray_config), "--quiet"]) == 0
-    # each run renders its shapes scenes into its own folder: the same images under other paths
-    assert_same_trace(tmp_path / "local" / "trace", tmp_path / "ray" / "trace", image_paths=False)
+    assert_same_trace(reference_run / "trace", tmp_path / "ray" / "trace")
     assert (tmp_path / "ray" / "report.html").is_file()
     deadline = time.monotonic() + 60
     while (
@@ -60,5 +61,5 @@ def test_run_traced_on_ray_equals_the_local_run_and_leaves_no_ray_process(
         time.sleep(0.5)
     assert not left, f"the run left Ray processes behind: {sorted(left)}"
     # the engine is not part of what was traced: the other engine finds the run done
-    ray_config.write_text(tiny_run_config(tiny_vlm_dir, tmp_path / "ray"))
+    ray_config.write_text(config_text)
     assert main(["run", "--config", str(ray_config), "--quiet"]) == 0

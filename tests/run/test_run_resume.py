@@ -28,9 +28,11 @@ def run_in_process(config: Path, *extra: str) -> int:
 
 
 def run_killed(config: Path, point: str) -> subprocess.CompletedProcess:
-    """``evolens run`` in a subprocess that SIGKILLs itself at ``point`` (see kill_at.py)."""
+    """``evolens run`` in a subprocess that SIGKILLs itself at ``point`` (see kill_at.py), with one torch
+    thread, as ``reference_run``."""
     command = [sys.executable, str(KILL_SCRIPT), point, "--", "run", "--config", str(config), "--quiet"]
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    environment["OMP_NUM_THREADS"] = "1"
     return subprocess.run(command, capture_output=True, text=True, env=environment, cwd=REPO, timeout=600)
 
 
@@ -81,22 +83,6 @@ def assert_same(actual: Any, expected: Any, where: str = "results") -> None:
         assert actual == expected, where
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One shapes-world folder shared by every run, so manifests and image paths are identical."""
-    return tmp_path_factory.mktemp("shapes")
-
-
-@pytest.fixture(scope="module")
-def reference_run(tiny_vlm_dir: Path, images: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The folder of an uninterrupted run (read only: tests that change a run copy it)."""
-    root = tmp_path_factory.mktemp("reference")
-    config = root / "run.yaml"
-    config.write_text(tiny_run_config(tiny_vlm_dir, root / "out", images))
-    assert run_in_process(config) == 0
-    return root / "out"
-
-
 def test_run_json_holds_each_stage_duration_and_the_report_shows_them(reference_run: Path) -> None:
     """Issue 15, item 12: the report had no stage timings."""
     stages = json.loads((reference_run / "run.json").read_text())["stages"]
@@ -116,12 +102,12 @@ def reference(reference_run: Path) -> dict:
 
 
 def test_run_killed_in_every_stage_resumes_to_identical_results(
-    tiny_vlm_dir: Path, images: Path, reference: dict, tmp_path: Path
+    tiny_vlm_dir: Path, shapes_images: Path, reference: dict, tmp_path: Path
 ) -> None:
     """One run folder, killed three times (each resumed run is killed further on), then finished."""
     config = tmp_path / "run.yaml"
     out = tmp_path / "out"
-    config.write_text(tiny_run_config(tiny_vlm_dir, out, images))
+    config.write_text(tiny_run_config(tiny_vlm_dir, out, shapes_images))
     n_samples = len(reference["samples"])
 
     killed = run_killed(config, "trace:3")  # two samples traced, the third being loaded
@@ -146,12 +132,12 @@ def test_run_killed_in_every_stage_resumes_to_identical_results(
 
 
 def test_finished_run_is_not_redone_and_overwrite_starts_over(
-    tiny_vlm_dir: Path, images: Path, reference_run: Path, tmp_path: Path
+    tiny_vlm_dir: Path, shapes_images: Path, reference_run: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "run.yaml"
     out = tmp_path / "out"
     shutil.copytree(reference_run, out)
-    config.write_text(tiny_run_config(tiny_vlm_dir, out, images))
+    config.write_text(tiny_run_config(tiny_vlm_dir, out, shapes_images))
     record = (out / "run.json").read_text()
     report_time = (out / "report.html").stat().st_mtime_ns
     assert run_in_process(config) == 0

@@ -34,9 +34,9 @@ def test_run_passes_every_analyze_setting_and_delegates_skip_outputs(
     seen: dict[str, Any] = {}
     real_analyze, real_write = stages.analyze, stages.run_skip
 
-    def spy_analyze(trace_dir: Path, out: Path, options: Any) -> Any:
+    def spy_analyze(trace_dir: Path, out: Path, options: Any, **kwargs: Any) -> Any:
         seen["options"] = options
-        return real_analyze(trace_dir, out, options)
+        return real_analyze(trace_dir, out, options, **kwargs)
 
     def spy_write(*args: Any, **kwargs: Any) -> Any:
         seen["skip_written"] = True
@@ -71,9 +71,9 @@ def test_projection_flag_reaches_the_analysis_and_hidden_states_without_a_view_s
     seen: list[Any] = []
     real_analyze = stages.analyze
 
-    def spy_analyze(trace_dir: Path, out: Path, options: Any) -> Any:
+    def spy_analyze(trace_dir: Path, out: Path, options: Any, **kwargs: Any) -> Any:
         seen.append(options)
-        return real_analyze(trace_dir, out, options)
+        return real_analyze(trace_dir, out, options, **kwargs)
 
     monkeypatch.setattr(stages, "analyze", spy_analyze)
     base = ["run", "--model", str(tiny_vlm_dir), "--source", "shapes", "--limit", "2"]

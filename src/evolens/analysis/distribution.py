@@ -1,4 +1,5 @@
-"""Distribution level: per-layer means over a whole trace with cluster-bootstrap 95% intervals, by token kind.
+"""Distribution level: per-layer means over a whole trace with cluster-bootstrap 95% intervals (pointwise, and
+a band simultaneous over layers), by token kind.
 
 Metrics (each a per-layer vector per token, averaged over tokens):
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from evolens import vocabulary
-from evolens.analysis.bootstrap import DEFAULT_N_BOOT, MeanCI, bootstrap_mean
+from evolens.analysis.bootstrap import DEFAULT_N_BOOT, MeanCI, bootstrap_mean, image_clusters
 from evolens.analysis.stages import log_rank
 from evolens.analysis.tokens import KINDS, kinds_for_trace
 from evolens.io.trace import Trace
@@ -46,8 +47,10 @@ def metric_layers(trace: Trace, metric: str) -> np.ndarray:
 def layer_statistics(
     trace: Trace, n_boot: int = DEFAULT_N_BOOT, seed: int = 0, metrics: tuple[str, ...] = METRICS
 ) -> dict[str, dict[str, MeanCI]]:
-    """metric -> token kind ("all" and each kind present) -> per-layer mean and interval."""
+    """metric -> token kind ("all" and each kind present) -> per-layer mean, pointwise interval and
+    simultaneous band (two-stage bootstrap: images, then the samples of each image)."""
     clusters, n_clusters = trace.sample_index(), len(trace.samples)
+    images = image_clusters(trace.samples)
     kinds = kinds_for_trace(trace)
     groups = {"all": np.ones(trace.n_tokens, dtype=bool)}
     groups.update({kind: kinds == kind for kind in KINDS if (kinds == kind).any()})
@@ -55,7 +58,9 @@ def layer_statistics(
     for metric in metrics:
         values = metric_values(trace, metric)
         statistics[metric] = {
-            group: bootstrap_mean(values[mask], clusters[mask], n_clusters, n_boot=n_boot, seed=seed)
+            group: bootstrap_mean(
+                values[mask], clusters[mask], n_clusters, n_boot=n_boot, seed=seed, images=images
+            )
             for group, mask in groups.items()
         }
     return statistics

@@ -16,7 +16,9 @@ import pandas as pd
 
 from evolens.analysis.distribution import layer_statistics, statistics_to_dict
 from evolens.analysis.feature_maps import FeatureMaps, feature_maps
+from evolens.analysis.image_effect import ImageEffectCurves, effect_notes, image_effect
 from evolens.analysis.options import AnalyzeOptions
+from evolens.analysis.probes import ProbeCurves, probes
 from evolens.analysis.single_token import (
     HeatmapData,
     candidate_curves,
@@ -60,10 +62,16 @@ class AnalysisResults:
     notes: list[str]
 
 
-def analyze_trace(trace: Trace, options: AnalyzeOptions | None = None) -> AnalysisResults:
-    """Every analysis of ``trace``; bad samples, steps, metric or normalisation fail first, before any
-    work."""
+def analyze_trace(
+    trace: Trace, options: AnalyzeOptions | None = None, nulls: dict[str, Trace] | None = None
+) -> AnalysisResults:
+    """Every analysis of ``trace``; bad samples, steps, metric, normalisation or null traces fail first,
+    before any work.
+
+    ``nulls``: condition ("no-image", "blank", "shuffled") -> the trace's own tokens scored under it
+    (``evolens score --from TRACE``): summary.json's ``image_effect`` compares the trace with each."""
     options = options or AnalyzeOptions()
+    effect = image_effect(trace, nulls, n_boot=options.n_boot, seed=options.seed)
     samples = options.samples or trace.sample_ids[:1]
     heatmaps = {
         sample_id: heatmap_data(trace, sample_id, options.metric, options.normalization, options.steps)  # type: ignore[arg-type]
@@ -102,8 +110,25 @@ def analyze_trace(trace: Trace, options: AnalyzeOptions | None = None) -> Analys
     for key in KEY_LAYERS:
         low, high = intervals[key]["low"], intervals[key]["high"]
         summary[f"{key}_ci"] = None if low is None else [low, high]
-    summary["notes"] = maps.notes
-    return AnalysisResults(summary, stages, figures, maps.views, maps.notes)
+    probed = probes(trace)
+    findings = finding_figures(effect, probed) if options.figures else []
+    figures += findings
+    summary["figures"] += [file for figure in findings for file in figure.files]
+    summary["image_effect"], summary["probes"] = effect, probed
+    notes = [*maps.notes, *effect_notes(effect)]
+    summary["notes"] = notes
+    return AnalysisResults(summary, stages, figures, maps.views, notes)
+
+
+def finding_figures(effect: dict, probed: dict) -> list[FigureSpec]:
+    """The image effect's figure (with nulls) and the probes' (with at least one probe computed)."""
+    figures = []
+    if "conditions" in effect:
+        figures.append(FigureSpec("image_effect", ImageEffectCurves(effect)))
+    computed = [p for entry in probed.get("prompts") or [] for p in (entry.get("attributes") or {}).values()]
+    if any("accuracy" in probe for probe in computed):
+        figures.append(FigureSpec("probes", ProbeCurves(probed)))
+    return figures
 
 
 def single_token_figures(

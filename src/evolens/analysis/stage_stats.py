@@ -7,7 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from evolens.analysis.bootstrap import percentile_interval, replicate_counts, replicate_means
+from evolens.analysis.bootstrap import (
+    RESAMPLED,
+    image_clusters,
+    percentile_interval,
+    replicate_means,
+    two_stage_counts,
+)
 from evolens.analysis.stages import StageConfig, StageResult, detect_curves, log_rank, mean_curves
 from evolens.analysis.tokens import kinds_for_trace
 from evolens.io.trace import Trace
@@ -73,13 +79,14 @@ def per_token_overview(tokens: pd.DataFrame) -> dict:
 def stage_intervals(
     trace: Trace, config: StageConfig, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict:
-    """Cluster-bootstrap intervals (over samples) of the dataset's critical and mutation layers.
+    """Cluster-bootstrap intervals of the legacy threshold rule's critical and mutation layers.
 
-    Each replicate redraws samples with replacement, recomputes the mean curves and reruns the detector.
-    A replicate with no mutation is left out of the mutation interval; ``found`` says how many had one.
+    Each replicate redraws images, then the samples of each image (``bootstrap.two_stage_counts``),
+    recomputes the mean curves and reruns the detector. The interval is over the replicates that found the
+    layer; ``found`` says what share did (the replicates without one are counted there, not hidden).
     """
     clusters, n_clusters = trace.sample_index(), len(trace.samples)
-    counts = replicate_counts(n_clusters, n_boot, seed)
+    counts = two_stage_counts(image_clusters(trace.samples), n_boot, seed)
     jsd = replicate_means(trace.matrix("jsd_next"), clusters, n_clusters, counts)
     prob = replicate_means(trace.matrix("prob"), clusters, n_clusters, counts)
     ranks = replicate_means(log_rank(trace.matrix("rank")), clusters, n_clusters, counts)
@@ -100,7 +107,8 @@ def stage_intervals(
             "high": None if np.isnan(high) else high,
             "found": round(float(np.isfinite(replicates).mean()), 4),
         }
-    return {"level": level, "n_boot": n_boot, "seed": seed, "resampled": "samples", **intervals}
+        intervals[key]["found_share"] = intervals[key]["found"]
+    return {"level": level, "n_boot": n_boot, "seed": seed, "resampled": RESAMPLED, **intervals}
 
 
 def threshold_stability(trace: Trace, config: StageConfig) -> dict:

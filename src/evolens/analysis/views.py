@@ -3,7 +3,8 @@ them (``evolens.plots.draw``).
 
 A figure is a ``FigureSpec``: its file stem (``name``.png and ``name``.svg) and one view, the numbers it
 draws. The single-token views (``HeatmapData``, ``LensGrid``, ``CandidateCurves``) live in
-``evolens.analysis.single_token``; the others are here.
+``evolens.analysis.single_token``, those of the image effect and the probes in ``image_effect`` and
+``probes``; the others are here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import pandas as pd
 
 from evolens.analysis.features import Projection
+from evolens.analysis.image_effect import ImageEffectCurves
+from evolens.analysis.probes import ProbeCurves
 from evolens.analysis.single_token import CandidateCurves, HeatmapData, LensGrid
 
 
@@ -53,7 +56,16 @@ class Separation:
     title: str
 
 
-FigureView = LayerCurves | HeatmapData | LensGrid | CandidateCurves | FeatureMap | Separation
+FigureView = (
+    LayerCurves
+    | HeatmapData
+    | LensGrid
+    | CandidateCurves
+    | FeatureMap
+    | Separation
+    | ImageEffectCurves
+    | ProbeCurves
+)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import yaml
 
 from evolens.cli import app
 from evolens.errors import UsageError
-from evolens.vocabulary import HEATMAP
+from evolens.vocabulary import HEATMAP, format_layers
 
 METRICS = {"jsd": "jsd_next", **{name: name for name in HEATMAP}}
 """--metric values -> the heatmap metric (``evolens.vocabulary.HEATMAP``); "jsd" is short for jsd_next."""
@@ -105,6 +105,12 @@ def analyze_command(
     prob_rise_fraction: Annotated[
         float | None, typer.Option(help="Probability criterion level (0.5).")
     ] = None,
+    null: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--null", help="The trace's tokens scored under a null (evolens score --from TRACE); repeat."
+        ),
+    ] = None,
 ) -> None:
     """Write figures (PNG + SVG) and summary.json for a trace; no model is loaded."""
     from evolens.pipeline.analyze import AnalyzeOptions, analyze
@@ -135,7 +141,7 @@ def analyze_command(
             detector, jsd_threshold=jsd_threshold, jsd_scale=jsd_scale, prob_rise_fraction=prob_rise_fraction
         ),
     )
-    result = analyze(trace_dir, out, options)
+    result = analyze(trace_dir, out, options, nulls=list(null or []))
     summary = result.summary
     typer.echo(
         f"critical layer {summary['critical_layer']} "
@@ -144,6 +150,12 @@ def analyze_command(
     )
     for stage in result.stages.stages:
         typer.echo(f"  {stage.name}: {stage.span}")
+    for condition, entry in ((summary.get("image_effect") or {}).get("conditions") or {}).items():
+        apart = entry["metrics"]["log_prob"]["layers_apart_from_0"]
+        typer.echo(
+            f"  image effect (real - {condition}) on log p: band away from 0 at "
+            + (f"layers {format_layers(apart)}" if apart else "no layer")
+        )
     for note in result.notes:
         typer.echo(f"note: {note}")
     typer.echo(f"{len(result.figures)} figure files and summary.json in {result.out_dir}")

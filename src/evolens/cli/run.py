@@ -52,6 +52,10 @@ def run_command(
     keep_hidden: Annotated[
         bool | None, Flag("--keep-hidden/--no-keep-hidden", help="Store hidden states.")
     ] = None,
+    null: Annotated[
+        list[str] | None,
+        Flag("--null", help="Also score the trace without the image: no-image, blank or shuffled (repeat)."),
+    ] = None,
     analyze: Annotated[
         bool | None, Flag("--analyze/--no-analyze", help="Stages and figures (default on).")
     ] = None,
@@ -99,6 +103,7 @@ def run_command(
         "trace.lens": lens,
         "trace.top_k": top_k,
         "trace.keep_hidden": keep_hidden,
+        "nulls.conditions": null or None,
         "analyze.enabled": analyze,
         "analyze.answer": None if answer is None else parse_answer(answer),
         "analyze.projections": projection or None,

@@ -57,6 +57,29 @@ class AnalyzeConfig(Section):
     grow with the square of the points); a capped map says so in the notes."""
 
 
+NullCondition = Literal["no-image", "blank", "shuffled"]
+
+
+class NullsConfig(Section):
+    """The nulls: the trace's own tokens scored again without the image, with a blank or with another
+    sample's image (``evolens score --from``), each into ``OUT/nulls/<condition>``; the analysis compares
+    the trace with each (summary.json ``image_effect``)."""
+
+    conditions: list[NullCondition] = Field(default_factory=list)
+    """Which nulls to score, e.g. [no-image, blank, shuffled]; empty = none."""
+
+    @field_validator("conditions")
+    @classmethod
+    def _each_once(cls, conditions: list[str]) -> list[str]:
+        if len(set(conditions)) != len(conditions):
+            raise ValueError(f"a condition is listed twice ({', '.join(conditions)})")
+        return conditions
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.conditions)
+
+
 class SkipConfig(Section):
     """The layer-skipping experiments (``evolens skip --plan stages``)."""
 
@@ -109,6 +132,7 @@ class RunConfig(Section):
     out: Path = Path("evolens-run")
     data: DataConfig
     trace: TraceSpec = Field(default_factory=TraceSpec)
+    nulls: NullsConfig = Field(default_factory=NullsConfig)
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     skip: SkipConfig = Field(default_factory=SkipConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)

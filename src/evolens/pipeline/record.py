@@ -43,6 +43,11 @@ class RunLayout:
         return self.root / "analysis"
 
     @property
+    def nulls(self) -> Path:
+        """``nulls/<condition>``: the trace's tokens scored under each null condition."""
+        return self.root / "nulls"
+
+    @property
     def skip(self) -> Path:
         return self.root / "skip"
 

@@ -2,6 +2,7 @@
 
 data -> ``evolens.data.sources`` (the selected rows, written as ``OUT/manifest.jsonl``)
 trace -> ``evolens.tracing.tracer`` (resumes by itself: finished samples are kept)
+nulls -> ``evolens.pipeline.nulls`` (the trace's tokens scored under each null condition, resumable)
 analyze -> ``evolens.pipeline.analyze`` (into a staged folder, renamed whole when complete)
 skip, hallucination -> ``evolens.interventions`` / ``evolens.eval`` (staged folders too)
 lens_compare -> the same samples traced with a second lens, then ``evolens.pipeline.compare``
@@ -30,11 +31,12 @@ from evolens.pipeline.analyze import AnalyzeOptions, analyze
 from evolens.pipeline.compare import compare_traces
 from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
+from evolens.pipeline.nulls import null_folders, nulls_stage
 from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
 from evolens.tracing.engines import TraceJob, TraceResult, engine_for
 
-ALL_SECTIONS = (*TRACE_IDENTITY, "analyze", "skip", "hallucination", "lens_compare", "report")
+ALL_SECTIONS = (*TRACE_IDENTITY, "nulls", "analyze", "skip", "hallucination", "lens_compare", "report")
 
 
 def data_stage(context: RunContext) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def analyze_stage(context: RunContext) -> dict[str, Any]:
         max_answer_images=settings.max_answer_images,
     )
     with atomic.staged_directory(context.layout.analysis) as staging:
-        result = analyze(context.layout.trace, staging, options)
+        result = analyze(context.layout.trace, staging, options, nulls=null_folders(context))
     for note in result.notes:
         context.say(f"analyze: {note}")
     return {"figures": len(result.figures)}
@@ -211,8 +213,15 @@ STAGES: tuple[Stage, ...] = (
     Stage("data", ("data",), lambda out: out.manifest, data_stage, always=True),
     Stage("trace", TRACE_IDENTITY, lambda out: out.trace, trace_stage),
     Stage(
+        "nulls",
+        (*TRACE_IDENTITY, "nulls"),
+        lambda out: out.nulls,
+        nulls_stage,
+        lambda config: config.nulls.enabled,
+    ),
+    Stage(
         "analyze",
-        (*TRACE_IDENTITY, "analyze"),
+        (*TRACE_IDENTITY, "nulls", "analyze"),
         lambda out: out.analysis,
         analyze_stage,
         lambda config: config.analyze.enabled,

@@ -8,10 +8,13 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from evolens.analysis.image_effect import ImageEffectCurves
+from evolens.analysis.probes import ProbeCurves
 from evolens.analysis.single_token import CandidateCurves, HeatmapData, LensGrid
 from evolens.analysis.stages import StageResult
 from evolens.analysis.views import FeatureMap, FigureSpec, FigureView, LayerCurves, Separation
 from evolens.plots.features import plot_feature_map, plot_separation
+from evolens.plots.findings import plot_image_effect, plot_probes
 from evolens.plots.heatmap import plot_heatmap
 from evolens.plots.layer_curves import plot_layer_statistics
 from evolens.plots.lens_grid import plot_lens_grid
@@ -38,6 +41,8 @@ DRAWERS: dict[type, Callable[[Any, StageResult], Figure]] = {
     CandidateCurves: plot_token_probabilities,
     FeatureMap: _feature_map,
     Separation: lambda view, stages: plot_separation(view.table, stages, title=view.title),
+    ImageEffectCurves: lambda view, stages: plot_image_effect(view.effect, stages),
+    ProbeCurves: lambda view, stages: plot_probes(view.probes, stages),
 }
 """The drawing of each kind of view: (view, the dataset's stages) -> figure."""
 

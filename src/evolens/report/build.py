@@ -18,6 +18,7 @@ from evolens.io import atomic
 from evolens.io.trace import Trace, load_trace
 from evolens.report.experiments import experiment_entry, experiment_notes
 from evolens.report.features import feature_views
+from evolens.report.findings import findings_notes, image_effect_section, probes_section
 from evolens.report.samples import explorer_metrics, pick_samples, sample_entries
 from evolens.report.sections import (
     figure_entries,
@@ -29,6 +30,9 @@ from evolens.report.sections import (
 from evolens.vocabulary import KEY_LAYER_COLORS, SERIES_COLORS, STAGE_ALPHA, STAGE_COLORS, WHITESPACE
 
 PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|PLOTLY_JS|REPORT_JS|DATA)\}\}")
+SCRIPTS = ("findings.js", "report.js")
+"""The page's scripts, in order: section renderers register themselves (``window.evolensSections``), then
+report.js draws every section, those included."""
 
 
 @dataclass
@@ -82,6 +86,8 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "n_layers": trace.n_layers,
         "stages": stages_section(summary, trace.n_layers),
         "curves": layer_curves(summary),
+        "image_effect": image_effect_section(summary),
+        "probes": probes_section(summary),
         "metrics": explorer_metrics(),
         "samples": samples,
         "n_samples_total": len(trace.samples),
@@ -101,6 +107,7 @@ def run_notes(run: dict[str, Any], summary: dict[str, Any] | None) -> list[dict[
     notes = [{"source": "run", "text": str(note)} for note in run.get("notes") or []]
     notes += [{"source": "analysis", "text": str(note)} for note in (summary or {}).get("notes") or []]
     notes += [{"source": "report", "text": note} for note in summary_notes(summary)]
+    notes += [{"source": "report", "text": note} for note in findings_notes(summary)]
     return notes
 
 
@@ -160,7 +167,7 @@ def render(data: dict[str, Any]) -> str:
         "TITLE": _escape_html(str(data["title"])),
         "CSS": package.joinpath("report.css").read_text(encoding="utf-8"),
         "PLOTLY_JS": get_plotlyjs(),
-        "REPORT_JS": package.joinpath("report.js").read_text(encoding="utf-8"),
+        "REPORT_JS": "\n".join(package.joinpath(name).read_text(encoding="utf-8") for name in SCRIPTS),
         "DATA": payload,
     }
     template = package.joinpath("template.html").read_text(encoding="utf-8")

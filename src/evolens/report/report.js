@@ -516,6 +516,9 @@
 
   renderSummary();
   renderStages();
+  /* sections defined in other scripts (findings.js), drawn with this page's helpers */
+  const helpers = { $, el, fmt, tint, escapeHtml, layerAxis, stageShapes, PLOT_CONFIG, STYLE };
+  (window.evolensSections || []).forEach((render) => render(DATA, helpers));
   renderExplorer();
   renderFeatures();
   renderExperiments();

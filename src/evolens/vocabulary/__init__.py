@@ -16,6 +16,7 @@ from evolens.vocabulary.look import (
 from evolens.vocabulary.metrics import (
     EXPLORER,
     HEATMAP,
+    IMAGE_EFFECT,
     LAYER_STATISTICS,
     METRICS,
     OVERVIEW,
@@ -39,6 +40,7 @@ from evolens.vocabulary.stages import (
 __all__ = [
     "EXPLORER",
     "HEATMAP",
+    "IMAGE_EFFECT",
     "KEY_LAYER_COLORS",
     "KIND_COLORS",
     "KIND_LABELS",

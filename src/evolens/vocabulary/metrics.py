@@ -161,6 +161,15 @@ DEFINED = (
         stored=False,
     ),
     Metric(
+        "log_prob",
+        "layer",
+        "nats",
+        "log p(emitted token)",
+        "log p",
+        "the emitted token is more likely (0 = certain)",
+        stored=False,
+    ),
+    Metric(
         "top1",
         "layer",
         "fraction",
@@ -184,6 +193,9 @@ EXPLORER = ("jsd_next", "prob", "entropy", "jsd_last", "rank")
 """The matrices the report's sample explorer colours its heatmap by."""
 HEATMAP = ("jsd_next", "paper_js")
 """The metrics the heatmap figure can show."""
+IMAGE_EFFECT = ("log_prob", "log_rank", "entropy", "jsd_next", "kl_last")
+"""The metrics whose paired difference real - null (the same tokens scored without the image, with a blank
+or another image) summary.json's ``image_effect`` holds, in the panel order of its figure."""
 
 
 def metric(name: str) -> Metric:

@@ -22,9 +22,19 @@ ARCHITECTURES: dict[str, dict[str, Any]] = {
 }
 
 
+def tiny_causal_lm(
+    architecture: str, tokenizer: Any, seed: int = 0, **overrides: Any
+) -> transformers.PreTrainedModel:
+    """A tiny random ``architecture`` (a key of ``ARCHITECTURES``: 2 layers, hidden 64) sized to
+    ``tokenizer``, its weights drawn after ``torch.manual_seed(seed)``; ``overrides`` change its config
+    (e.g. ``num_hidden_layers=4``)."""
+    model_class = getattr(transformers, architecture)
+    kwargs = tiny_decoder_kwargs(tokenizer, **{**ARCHITECTURES[architecture], **overrides})
+    config = model_class.config_class(**kwargs)
+    torch.manual_seed(seed)
+    return model_class(config)
+
+
 def build_causal_lm(architecture: str, smollm2_tokenizer: Any) -> tuple[transformers.PreTrainedModel, Any]:
     """A 2-layer ``architecture`` (a key of ``ARCHITECTURES``) and SmolLM2's tokenizer."""
-    model_class = getattr(transformers, architecture)
-    config = model_class.config_class(**tiny_decoder_kwargs(smollm2_tokenizer, **ARCHITECTURES[architecture]))
-    torch.manual_seed(0)
-    return model_class(config), smollm2_tokenizer
+    return tiny_causal_lm(architecture, smollm2_tokenizer), smollm2_tokenizer

@@ -1,10 +1,15 @@
 """Parts every tiny-model builder uses: tokenizer copies with extra tokens, tiny decoder and ViT configs,
-and a generic VLM chat template. Nothing here touches the hub."""
+a generic VLM chat template, randomised norms, and saving a model to a folder. Nothing here touches the
+hub."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 # A chat template in the shape most VLM processors expect: images as {"type": "image"} parts.
 GENERIC_VLM_CHAT_TEMPLATE = (
@@ -74,3 +79,22 @@ def tiny_vision_kwargs(side: int, patch: int) -> dict[str, Any]:
         "image_size": side,
         "patch_size": patch,
     }
+
+
+def randomize_norms(model: nn.Module, seed: int = 0) -> None:
+    """Give every norm weight a random value in [0.5, 1.5] (random init leaves them all at 1, which
+    would hide a wrong final-norm path)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "norm" in name and parameter.ndim == 1:
+                parameter.copy_(0.5 + torch.rand(parameter.shape, generator=generator))
+
+
+def save_model_folder(model: nn.Module, processor: Any, folder: Path) -> Path:
+    """Save ``model`` (in eval mode) and its processor (or, for a text-only model, its tokenizer) to
+    ``folder``, a model folder that ``load_model(str(folder))`` loads like a hub model; returns it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    model.eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,6 +1,7 @@
 """LLaVA-1.5 (``LlavaForConditionalGeneration``): tiny random CLIP tower + MLP projector + Llama decoder.
 
-The paper's own architecture. Also used outside tests/models (the trace CLI and pipeline tests).
+The paper's own architecture. Also used outside tests/models: the trace CLI tests (the 2-layer row of the
+table) and the run tests (a 6-layer one, ``tiny_vlm_dir``).
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ LLAVA_CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_llava(smollm2_tokenizer: Any) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """A 2-layer LLaVA on 30-pixel images: one image token per 6-pixel CLIP patch (25)."""
+def build_tiny_llava(
+    smollm2_tokenizer: Any, num_hidden_layers: int = 2
+) -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """A LLaVA on 30-pixel images (one image token per 6-pixel CLIP patch: 25) with a
+    ``num_hidden_layers``-layer decoder."""
     tokenizer = tokenizer_with_tokens(smollm2_tokenizer, ["<image>"])
     image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     vision = CLIPVisionConfig(**tiny_vision_kwargs(IMAGE_SIDE, PATCH), projection_dim=32)
     config = LlavaConfig(
         vision_config=vision,
-        text_config=LlamaConfig(**tiny_decoder_kwargs(tokenizer)),
+        text_config=LlamaConfig(**tiny_decoder_kwargs(tokenizer, num_hidden_layers=num_hidden_layers)),
         image_token_index=image_token_id,
         image_seq_length=IMAGE_TOKENS,
         vision_feature_layer=-2,
