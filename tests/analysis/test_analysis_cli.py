@@ -29,11 +29,16 @@ def test_summary_holds_the_planted_stages(analysis_dir: Path) -> None:
         12,
         27,
     )
-    assert summary["stages"] == [
+    assert summary["legacy_stages"] == [
         {"name": "rapid_evolution", "start": 0, "end": 11},
         {"name": "stabilization", "start": 12, "end": 26},
         {"name": "mutation", "start": 27, "end": 30},
     ]
+    # four images are too few for the sampling-noise null: the search claims no boundary, and says why
+    assert summary["stages"] == [
+        {"name": "segment", "start": 2, "end": 30, "label": "layers 2-30", "found_share": 1.0}
+    ]
+    assert "needs >= 6 images" in summary["stage_search"]["verdicts"][0]
     assert summary["critical_layer_ci"] == [12.0, 12.0]
     assert summary["detector"]["jsd_threshold"] == 0.2 and summary["detector"]["min_stable_layers"] == 3
     assert summary["stability"]["spans"]["critical_layer"]["min"] == 12

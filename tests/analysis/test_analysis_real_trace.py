@@ -50,9 +50,14 @@ def test_analyze_a_real_trace(real_trace_dir: Path, tmp_path: Path) -> None:
     result = analyze(real_trace_dir, tmp_path / "analysis", options)
     summary = json.loads((tmp_path / "analysis" / "summary.json").read_text())
     assert summary["n_layers"] == 30
-    stages = summary["stages"]
-    assert stages[0]["start"] == 0 and stages[-1]["end"] == 30
-    assert all(b["start"] == a["end"] + 1 for a, b in itertools.pairwise(stages))
+    legacy = summary["legacy_stages"]
+    assert legacy[0]["start"] == 0 and legacy[-1]["end"] == 30
+    assert all(b["start"] == a["end"] + 1 for a, b in itertools.pairwise(legacy))
+    found = summary["stages"]  # the search leaves the first transition out: its segments cover layers 2..30
+    assert found[0]["start"] == 2 and found[-1]["end"] == 30
+    assert all(b["start"] == a["end"] + 1 for a, b in itertools.pairwise(found))
+    assert all(0 <= stage["found_share"] <= 1 for stage in found)
+    assert summary["stage_search"]["verdicts"]
     assert summary["critical_layer"] == result.stages.critical_layer
     trace = load_trace(real_trace_dir)
     assert len(summary["tokens"]) == trace.n_tokens

@@ -211,6 +211,21 @@ def write_synthetic_run(
             {"name": "stabilization", "start": critical, "end": mutation - 1},
             {"name": "mutation", "start": mutation, "end": n_layers},
         ],
+        "stage_search": {
+            "method": "change points against the nulls (synthetic)",
+            "verdicts": [
+                f"boundaries: layer {critical}; layer {mutation}",
+                f"critical layer: {critical} (stabilization starts; found in 90% of replicates)",
+                f"mutation stage: layer {mutation} (found in 60% of replicates, 95% interval {mutation} to "
+                "not found)",
+            ],
+            "scopes": {
+                "all": {
+                    "critical_layer": {"layer": critical, "interval": [critical - 1, critical + 1]},
+                    "mutation_layer": {"layer": mutation, "interval": [mutation, None]},
+                }
+            },
+        },
         "jsd_threshold": 0.05,
         "notes": ["prompt 'What is the color of the shape?': 1 of 3 images never said an answer word"],
         **analysed_numbers(trace),

@@ -202,6 +202,10 @@ def test_deep_model_long_sample_whitespace_stages_and_experiments(deep_report: P
                 == f"rgb({red}, {green}, {blue})"
             )
 
+        # the stage search's verdicts, as summary.json words them, under the chips
+        verdicts = page.evaluate("window.evolensReport.data.stages.verdicts")
+        assert page.locator("#stage-verdicts li").all_text_contents() == verdicts and len(verdicts) == 3
+
         # the feature view: PCA axes with their variance, a legend of the samples' groups, colour by group
         feature = page.locator("#feature-grid .js-plotly-plot")
         assert feature.locator(".g-xtitle").text_content() == "PC1 (34.1%)"

@@ -26,6 +26,7 @@ from evolens.analysis.single_token import (
     heatmap_data,
     lens_grid,
 )
+from evolens.analysis.stage_search_summary import found_stages, legacy_fields, stages_summary
 from evolens.analysis.stage_stats import (
     per_token_overview,
     per_token_stages,
@@ -115,6 +116,9 @@ def analyze_trace(
     figures += findings
     summary["figures"] += [file for figure in findings for file in figure.files]
     summary["image_effect"], summary["probes"] = effect, probed
+    search, _ = stages_summary(trace, nulls, n_boot=options.n_boot, seed=options.seed)
+    summary |= legacy_fields(stages)
+    summary["stages"], summary["stage_search"] = found_stages(search), search
     notes = [*maps.notes, *effect_notes(effect)]
     summary["notes"] = notes
     return AnalysisResults(summary, stages, figures, maps.views, notes)

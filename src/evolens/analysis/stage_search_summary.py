@@ -93,6 +93,12 @@ def verdicts(result: ScopeSearch, intervals: dict) -> list[str]:
         )
     elif result.penalty.note:
         lines.append(f"boundaries: none: {result.penalty.note}")
+    elif result.rejected:
+        lines.append(
+            "boundaries: none: the penalty alone finds candidates at layers "
+            f"{format_layers(r.layer for r in result.rejected)} (threshold {threshold:.4g}), and each is "
+            "matched by a null trace (the image does not make them; listed below)"
+        )
     else:
         change, where = largest_change(result, 0)
         lines.append(
@@ -102,7 +108,8 @@ def verdicts(result: ScopeSearch, intervals: dict) -> list[str]:
     fits, unfit = result.naming.fits, bool(result.boundaries) and not result.naming.fits
 
     def replicates(key: str) -> str:
-        return f"{intervals[key]['found_share']:.0%} of replicates find one"
+        share = f"{intervals[key]['found_share']:.0%} of replicates find one"
+        return f"{share} by the penalty alone, without the null-trace test" if result.rejected else share
 
     critical = result.stage_start("stabilization")
     if critical is not None:
@@ -137,6 +144,11 @@ def verdicts(result: ScopeSearch, intervals: dict) -> list[str]:
                 "the nulls, but no late segment changes more than stabilization; "
                 f"{replicates('mutation_layer')})"
             )
+        elif result.rejected and not late:
+            lines.append(
+                f"mutation stage: not found (no boundary after layer {after} beats the null traces; "
+                f"{replicates('mutation_layer')})"
+            )
         else:
             change, where = largest_change(result, after)
             detail = (
@@ -148,9 +160,7 @@ def verdicts(result: ScopeSearch, intervals: dict) -> list[str]:
                 f"mutation stage: not found (no boundary after layer {after} beats the nulls: {detail}"
                 f"threshold {threshold:.4g}; {replicates('mutation_layer')})"
             )
-        lines += [
-            f"  candidate at layer {r.layer} removed: {r.reason}" for r in result.rejected if r.layer > after
-        ]
+    lines += [f"  candidate at layer {r.layer} removed: {r.reason}" for r in result.rejected]
     lines.append(
         ("three-stage story: fits: " if result.naming.fits else "three-stage story: does not fit: ")
         + result.naming.note
@@ -260,3 +270,24 @@ def legacy_fields(legacy: StageResult) -> dict[str, Any]:
             "note": "kept for compatibility; the stages found against the nulls are `stages`",
         },
     }
+
+
+def found_stages(search_summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """summary.json's ``stages``: the segments the search found over all tokens (named where the three-stage
+    story fits, else "segment"), each with ``found_share``: the share of bootstrap replicates that find the
+    boundary it starts at (1.0 for the first segment, which always exists). Empty when the search did not
+    run."""
+    scope = search_summary.get("scopes", {}).get("all")
+    if not scope:
+        return []
+    shares = [1.0, *(b["found_share"] for b in scope["boundaries"])]
+    return [
+        {
+            "name": segment["name"] or "segment",
+            "start": segment["start"],
+            "end": segment["end"],
+            "label": segment["label"],
+            "found_share": share,
+        }
+        for segment, share in zip(scope["segments"], shares, strict=True)
+    ]

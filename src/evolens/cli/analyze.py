@@ -143,13 +143,14 @@ def analyze_command(
     )
     result = analyze(trace_dir, out, options, nulls=list(null or []))
     summary = result.summary
+    typer.echo(f"stages found against the nulls ({summary['n_layers']} layers, all tokens):")
+    for line in summary["stage_search"]["verdicts"]:
+        typer.echo(f"  {line}")
     typer.echo(
-        f"critical layer {summary['critical_layer']} "
+        f"threshold rule (legacy): critical layer {summary['critical_layer']} "
         f"(probability criterion: {summary['critical_layer_prob']}), "
-        f"mutation layer {summary['mutation_layer']}, of {summary['n_layers']} layers"
+        f"mutation layer {summary['mutation_layer']}"
     )
-    for stage in result.stages.stages:
-        typer.echo(f"  {stage.name}: {stage.span}")
     for condition, entry in ((summary.get("image_effect") or {}).get("conditions") or {}).items():
         apart = entry["metrics"]["log_prob"]["layers_apart_from_0"]
         typer.echo(

@@ -149,6 +149,12 @@
         chip.style.borderColor = stageColor(stage.name);
         chips.append(chip);
       });
+      if ((stages.verdicts || []).length) {
+        const list = el("ul", { class: "verdicts", id: "stage-verdicts" });
+        stages.verdicts.forEach((line) => list.append(el("li", { text: line })));
+        chips.after(list);
+        if (stages.method) list.after(el("p", { class: "note", text: `How: ${stages.method}.` }));
+      }
     } else {
       chips.append(el("span", { class: "chip", text: "no stage analysis in this run" }));
     }

@@ -69,6 +69,11 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
         return None
     critical, critical_ci = value_and_ci(summary, "critical_layer")
     mutation, mutation_ci = value_and_ci(summary, "mutation_layer")
+    search = summary.get("stage_search") or {}
+    found = (search.get("scopes") or {}).get("all")
+    if found:  # the stages found against the nulls are the headline; the threshold rule's are legacy
+        critical, critical_ci = searched_layer(found, "critical_layer")
+        mutation, mutation_ci = searched_layer(found, "mutation_layer")
     stages = [
         stage_entry(str(s["name"]), int(s["start"]), int(s["end"]))
         for s in summary.get("stages") or []
@@ -81,8 +86,20 @@ def stages_section(summary: dict[str, Any] | None, n_layers: int) -> dict[str, A
         "mutation_layer": mutation,
         "mutation_ci": mutation_ci,
         "stages": stages,
+        "verdicts": [str(line) for line in search.get("verdicts") or []],
+        "method": search.get("method"),
         "details": _scalar_items(summary),
     }
+
+
+def searched_layer(scope: dict[str, Any], key: str) -> tuple[float | None, list[float] | None]:
+    """The stage search's critical or mutation layer and its interval (None where "not found" lies inside
+    it), from one scope of summary.json's ``stage_search``."""
+    entry = scope.get(key) or {}
+    layer = entry.get("layer")
+    low, high = (entry.get("interval") or [None, None])[:2]
+    interval = None if low is None or high is None else [float(low), float(high)]
+    return (None if layer is None else float(layer)), interval
 
 
 def stage_entry(name: str, start: int, end: int) -> dict[str, Any]:
