@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint train-demo train-demo-resume eval-demo bench clean
+.PHONY: setup demo test lint train-demo train-demo-resume train-demo-prior eval-demo eval-demo-prior bench clean
 
 setup: $(STAMP)
 
@@ -28,7 +28,8 @@ demo: $(STAMP)
 	$(VENV)/bin/evolens run --config configs/demo.yaml
 
 test: lint
-	$(PY) -m pytest -q
+	# spread over every core (pytest-xdist); the Ray tests share one worker (xdist_group "ray")
+	$(PY) -m pytest -q -n auto --dist loadgroup
 
 # the layers contract (pyproject.toml, docs/architecture.md), style, formatting and types
 lint: $(STAMP)
@@ -44,8 +45,18 @@ train-demo: $(STAMP)
 train-demo-resume: $(STAMP)
 	$(PY) scripts/train_demo.py --resume
 
+# demo-prior: the demo's LoRA fine-tuned with a planted prior (scripts/demo/prior.py; docs/demo-model.md)
+PRIOR_ARGS = --prior --init src/evolens/assets/demo --train-scenes 4000 --copies 2 --steps 40 \
+	--single-steps 0 --warmup 3 --lora-lr 1e-3 --prior-rows 0.5 --run $(HOME)/.cache/evolens/demo-prior-run
+train-demo-prior: $(STAMP)
+	$(PY) scripts/train_demo.py $(PRIOR_ARGS)
+
 eval-demo: $(STAMP)
 	$(PY) scripts/eval_demo.py
+
+# the planted prior measured: POPE yes-rates and margins of demo and demo-prior (results/demo-prior)
+eval-demo-prior: $(STAMP)
+	$(PY) scripts/eval_prior.py --files pope_planted_trigger pope_planted_other pope_control --limit 100
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -13,6 +13,10 @@ EVOLENS=${EVOLENS:-.venv/bin/evolens}
 # descriptions traced at every layer, stages detected, hallucinations scored against the scenes
 $EVOLENS run --model demo --source shapes --limit "$N_TRACE" --seed $SEED --prompt "Describe this image." \
     --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --hallucination --out $OUT/describe
+# 48 descriptions scored again under the three nulls: the stages found against them
+$EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "Describe this image." \
+    --max-new-tokens 64 --batch-size 8 --no-keep-hidden --no-skip --no-hallucination \
+    --null no-image --null blank --null shuffled --out $OUT/describe-nulls
 # the colour question, hidden states kept for the feature-space views and the probes; the answers scored
 # again under the three nulls (the image effect)
 $EVOLENS run --model demo --source shapes --limit 48 --seed $SEED --prompt "What is the color of the shape?" \

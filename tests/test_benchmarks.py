@@ -9,7 +9,14 @@ import sys
 
 import pytest
 import torch
-from benchmarks import bench_layer_skip, demo_load, gpu_overhead, sweep_settings, trace_overhead
+from benchmarks import (
+    bench_layer_skip,
+    demo_load,
+    gpu_overhead,
+    image_tokens_cost,
+    sweep_settings,
+    trace_overhead,
+)
 
 from evolens.models.demo.lora import merge_lora
 from evolens.tracing.sweep_numba import numba_sweeps
@@ -46,6 +53,10 @@ def test_trace_overhead_ratios_use_the_methods_that_ran() -> None:
     both = trace_overhead.ratios_of({"floor": 4.0, "ours": 5.0, "ours-eager": 6.0})
     assert both == {"b_ours_over_floor": 1.25, "b_ours_eager_over_floor": 1.5}
     assert trace_overhead.ratios_of({"ours": 5.0, "ours-score": 2.0}) == {"d_score_over_ours": 0.4}
+
+
+def test_image_tokens_cost_ratio() -> None:
+    assert image_tokens_cost.ratio_of({"plain": 2.0, "image_tokens": 3.0}) == 1.5
 
 
 def test_demo_load_baseline_merges_the_same_weights_as_merge_lora() -> None:

@@ -116,7 +116,7 @@ def test_step_metrics_are_the_stored_metrics() -> None:
     vocabulary's stored metrics, in order."""
     from evolens.tracing.engine import StepMetrics
 
-    assert [f.name for f in fields(StepMetrics)] == [m.name for m in STORED]
+    assert [f.name for f in fields(StepMetrics)] == [m.name for m in STORED if m.source == "lens"]
 
 
 def test_the_steps_schema_is_the_stored_metrics_with_their_arrow_types() -> None:
@@ -130,18 +130,27 @@ def test_the_steps_schema_is_the_stored_metrics_with_their_arrow_types() -> None
     assert STEPS_SCHEMA.field("topk_ids").type == pa.list_(pa.list_(pa.int32()))
     assert STEPS_SCHEMA.field("rank").type == pa.list_(pa.int32())
     assert PER_LAYER == ("prob", "rank", "entropy", "jsd_last", "kl_last")
-    assert PER_TRANSITION == ("jsd_next", "paper_js")
+    assert PER_TRANSITION == ("jsd_next", "paper_js", "attn_image", "attn_prompt", "attn_generated")
 
 
 def test_every_metric_is_fully_described() -> None:
     labels = [m.label for m in METRICS.values()]
     assert len(set(labels)) == len(labels), "two metrics share a label"
     for m in METRICS.values():
-        assert m.per in ("layer", "transition", "layer_topk") and m.unit and m.short and m.direction, m
+        assert m.per in ("layer", "transition", "layer_topk", "layer_heads"), m
+        assert m.unit and m.short and m.direction, m
         assert (m.arrow is not None) == m.stored, m
+        assert m.source in ("lens", "attention"), m
     assert [m.name for m in METRICS.values() if not m.stored] == ["log_rank", "log_prob", "top1"]
     assert list(METRICS["jsd_next"].layers(4)) == [1, 2, 3, 4]
     assert list(METRICS["prob"].layers(4)) == [0, 1, 2, 3, 4]
+    assert (
+        list(METRICS["attn_image"].layers(4)) == list(METRICS["attn_image_heads"].layers(4)) == [1, 2, 3, 4]
+    )
+    assert (
+        tuple(m.name for m in METRICS.values() if m.per == "transition" and m.source == "attention")
+        == vocabulary.ATTENTION_SHARES
+    )
     for selection in (
         vocabulary.LAYER_STATISTICS,
         vocabulary.OVERVIEW,

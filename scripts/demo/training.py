@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -178,12 +178,12 @@ def make_batch(
     rng: random.Random,
     n_turns: int,
     copies: Sequence[int] | None = None,
+    talk: Callable[[Scene, random.Random, int], list[Turn]] = conversation,
 ) -> Batch:
     """A batch of fresh conversations about the scenes at ``indices`` (into ``seeds`` and ``features``
-    (n_scenes, n_copies, n_cells, feature_dim)), row i seeing rendering ``copies[i]`` (default 0)."""
-    rows = [
-        tokenize_conversation(processor, conversation(sample_scene(seeds[i]), rng, n_turns)) for i in indices
-    ]
+    (n_scenes, n_copies, n_cells, feature_dim)), row i seeing rendering ``copies[i]`` (default 0).
+    ``talk`` writes a scene's conversation (``demo.prior.prior_conversation`` plants the prior)."""
+    rows = [tokenize_conversation(processor, talk(sample_scene(seeds[i]), rng, n_turns)) for i in indices]
     chosen = list(copies) if copies is not None else [0] * len(indices)
     pad = processor.tokenizer.pad_token_id
     return collate(rows, features[list(indices), chosen].float(), pad, processor.image_token_id)

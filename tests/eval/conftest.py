@@ -25,6 +25,9 @@ TOKENS = [
 ]  # fmt: skip
 
 
+BLUE_ID, PURPLE_ID = 7001, 7002
+
+
 @pytest.fixture()
 def labelled_trace(tmp_path: Path):
     """Two samples over 6 layers whose words have known curves: hallucinated words jump at layer 6."""
@@ -36,7 +39,11 @@ def labelled_trace(tmp_path: Path):
     rank = np.zeros_like(prob, dtype=np.int64)
     rank[9, :6] = 3  # and was not top-1 before the last layer
     samples = [planted_sample(f"s{i}", jsd, prob, tokens=tokens, rank=rank) for i in range(2)]
+    # just before the mutation layer (6), "green" was led by the correct colour " blue" (the star is blue)
+    # in s0, by " purple" (another wrong word) in s1
+    samples[0].topk_ids[9, 5, 0], samples[1].topk_ids[9, 5, 0] = BLUE_ID, PURPLE_ID
     directory = write_trace(tmp_path / "trace", samples)
+    (directory / "vocab.json").write_text(json.dumps({str(BLUE_ID): " blue", str(PURPLE_ID): " purple"}))
     table_path = directory / "samples" / "part-00000.parquet"
     table = pd.read_parquet(table_path)
     table["ground_truth"] = json.dumps({"source": "shapes", **SCENE.to_dict()})

@@ -70,7 +70,8 @@ def test_trace_command(labelled_trace, tmp_path: Path, capsys) -> None:
     assert code == 0 and "jsd_mutation" in out
     record = json.loads((tmp_path / "hallucination.json").read_text())
     assert record["schema"] == "evolens.hallucination/1"
-    assert record["words"]["features"]["overtaken"]["auroc"] == 1.0
+    assert record["words"]["features"]["overtaken_any"]["auroc"] == 1.0
+    assert record["words"]["features"]["overtaken"]["auroc"] == pytest.approx(0.75)
     # the planted text "The image shows a red circle and a green star." -> 1 of 2 mentions hallucinated
     descriptions = record["shapes"]["descriptions"]
     assert descriptions["chair_i"] == 0.5 and descriptions["chair_s"] == 1.0 and descriptions["n"] == 2

@@ -12,13 +12,13 @@ from tests.eval.conftest import SCENE, TOKENS
 
 
 def test_label_words() -> None:
-    labels = [(x.step, x.word, x.kind, x.hallucinated) for x in label_words(TOKENS, SCENE)]
+    labels = [(x.step, x.word, x.kind, x.hallucinated, x.alternatives) for x in label_words(TOKENS, SCENE)]
     assert labels == [
-        (4, "red", "color", False),
-        (5, "circle", "shape", False),
-        (9, "green", "color", True),  # no green star: a binding error
-        (10, "star", "shape", False),
-        (19, "purple", "color", True),  # "blue square" is negated and not labelled
+        (4, "red", "color", False, ("red",)),
+        (5, "circle", "shape", False, ("circle",)),
+        (9, "green", "color", True, ("blue",)),  # no green star: a binding error; the star is blue
+        (10, "star", "shape", False, ("star",)),
+        (19, "purple", "color", True, ("red", "blue")),  # "blue square" is negated and not labelled
     ]
 
 
@@ -42,11 +42,15 @@ def test_features_of_labelled_words(labelled_trace) -> None:
     features = word_features(trace, words, stages)
     assert features["jsd_mutation"].tolist() == pytest.approx([0.15, 0.15, 0.6, 0.15] * 2, abs=1e-6)
     assert features["prob_critical"].tolist() == pytest.approx([0.7, 0.7, 0.1, 0.7] * 2, abs=1e-6)
-    assert features["overtaken"].tolist() == [0, 0, 1, 0] * 2
+    # the correct word (" blue") led just before the mutation layer in s0 only; any other token in both
+    assert features["overtaken"].tolist() == [0, 0, 1, 0, 0, 0, 0, 0]
+    assert features["overtaken_any"].tolist() == [0, 0, 1, 0] * 2
     report = association_report(trace, stages, n_boot=100)
     assert report["n_words"] == 8 and report["n_hallucinated"] == 2
     assert report["features"]["jsd_mutation"]["auroc"] == 1.0
     assert report["features"]["prob_critical"]["auroc"] == 0.0
+    assert report["features"]["overtaken"]["auroc"] == pytest.approx(0.75)  # (1 + 0.5) / 2 by hand
+    assert report["features"]["overtaken"]["n_undefined"] == 0
     assert len(report["curves"]["hallucinated"]["jsd_next"]) == n_layers
 
 

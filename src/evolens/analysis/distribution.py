@@ -9,7 +9,10 @@ Metrics (each a per-layer vector per token, averaged over tokens):
 - ``prob``: p_l(emitted token);
 - ``log_rank``: log2(1 + rank of the emitted token) (the mean of raw ranks is dominated by a few
   tokens ranked in the tens of thousands);
-- ``top1``: the fraction of tokens whose emitted token is already top-1 at layer l.
+- ``top1``: the fraction of tokens whose emitted token is already top-1 at layer l;
+- ``attn_image`` (traces that record it, ``trace_metrics``): the share of decoder layer l's attention
+  (head-averaged) on the image tokens, at layers 1..L; layers without self-attention (Mllama's
+  cross-attention layers) are NaN and left out of the means.
 """
 
 from __future__ import annotations
@@ -33,9 +36,15 @@ def metric_values(trace: Trace, metric: str) -> np.ndarray:
         return log_rank(trace.matrix("rank"))
     if metric == "top1":
         return (trace.matrix("rank") == 0).astype(np.float64)
-    if metric not in METRICS:
+    if metric not in (*METRICS, *vocabulary.ATTENTION_SHARES):
         raise ValueError(f"unknown metric '{metric}'")
     return trace.matrix(metric)
+
+
+def trace_metrics(trace: Trace) -> tuple[str, ...]:
+    """The metrics ``layer_statistics`` computes for ``trace``: ``METRICS``, and ``attn_image`` where every
+    step records it (traces from before the attention readout do not)."""
+    return (*METRICS, "attn_image") if trace.has("attn_image") else METRICS
 
 
 def metric_layers(trace: Trace, metric: str) -> np.ndarray:

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evolens.analysis.distribution import layer_statistics, statistics_to_dict
+from evolens.analysis.distribution import layer_statistics, statistics_to_dict, trace_metrics
 from evolens.analysis.feature_maps import FeatureMaps, feature_maps
 from evolens.analysis.image_effect import ImageEffectCurves, effect_notes, image_effect
+from evolens.analysis.localisation import image_side
 from evolens.analysis.options import AnalyzeOptions
 from evolens.analysis.probes import ProbeCurves, probes
 from evolens.analysis.single_token import (
@@ -82,7 +83,8 @@ def analyze_trace(
     config = options.stage_config
     stages = detect_stages(trace, config)
     tokens = per_token_stages(trace, config)
-    statistics = statistics_to_dict(layer_statistics(trace, n_boot=options.n_boot, seed=options.seed), trace)
+    computed = layer_statistics(trace, options.n_boot, options.seed, trace_metrics(trace))
+    statistics = statistics_to_dict(computed, trace)
     strings = TokenStrings(trace)
     figures: list[FigureSpec] = []
     maps = FeatureMaps()
@@ -116,6 +118,12 @@ def analyze_trace(
     figures += findings
     summary["figures"] += [file for figure in findings for file in figure.files]
     summary["image_effect"], summary["probes"] = effect, probed
+    image_entries, image_figures = image_side(
+        trace, samples, strings, options.n_boot, options.seed, options.figures
+    )
+    summary |= image_entries
+    figures += image_figures
+    summary["figures"] += [file for figure in image_figures for file in figure.files]
     search, _ = stages_summary(trace, nulls, n_boot=options.n_boot, seed=options.seed)
     summary |= legacy_fields(stages)
     summary["stages"], summary["stage_search"] = found_stages(search), search

@@ -2,8 +2,10 @@
 
 A replicate redraws images, then the prompts of each drawn image (``bootstrap.two_stage_counts``), takes the
 token-weighted mean curve of what it drew, standardizes it as the data and segments it exactly with the
-data's penalty β (``segmentation.optimal_segmentations``; the null-trace tests are not rerun per
-replicate). A replicate finds a boundary when it has one within ``match_layers`` layers of it.
+data's penalty β (``segmentation.optimal_segmentations``). The null-trace tests are not rerun per
+replicate; instead a replicate's boundary within ``match_layers`` layers of a candidate that the null traces
+removed from the data (and of no kept boundary) is removed too, so the replicates answer the same question
+as the data. A replicate finds a boundary when it has one within ``match_layers`` layers of it.
 
 Every replicate is counted: ``found_share`` is the share of all replicates that found the boundary (or the
 named stage), and ``interval`` is the ``level`` percentile interval of its layer over all replicates with
@@ -87,7 +89,15 @@ def search_intervals(result: ScopeSearch, n_boot: int, seed: int, level: float =
         segmentations = [()] * n_boot
     n_layers = int(signal.layers[-1])
     found_layers, critical, mutation, fits = [], [], [], 0
-    for replicate, positions in zip(replicates, segmentations, strict=True):
+    kept = [b.layer for b in result.boundaries]
+    removed = [r.layer for r in result.rejected]
+    for replicate, found in zip(replicates, segmentations, strict=True):
+        positions = tuple(
+            p
+            for p in found
+            if nearest(kept, int(signal.layers[p]), config.match_layers) is not None
+            or nearest(removed, int(signal.layers[p]), config.match_layers) is None
+        )
         layers = [int(signal.layers[p]) for p in positions]
         found_layers.append(layers)
         spans = spans_of(positions, signal.layers)

@@ -108,14 +108,18 @@ def verdicts(result: ScopeSearch, intervals: dict) -> list[str]:
     fits, unfit = result.naming.fits, bool(result.boundaries) and not result.naming.fits
 
     def replicates(key: str) -> str:
-        share = f"{intervals[key]['found_share']:.0%} of replicates find one"
-        return f"{share} by the penalty alone, without the null-trace test" if result.rejected else share
+        return f"{intervals[key]['found_share']:.0%} of replicates find one"
 
     critical = result.stage_start("stabilization")
     if critical is not None:
-        lines.append(
-            f"critical layer: {critical} (stabilization starts; {_share(intervals['critical_layer'], level)})"
+        first = int(result.signal.layers[0])
+        start = (
+            "stabilization starts at the first layer searched: no rapid-evolution segment after the first "
+            "transition (layer 1, left out); "
+            if critical == first
+            else "stabilization starts; "
         )
+        lines.append(f"critical layer: {critical} ({start}{_share(intervals['critical_layer'], level)})")
     elif unfit:
         lines.append(
             f"critical layer: not named: the segments do not fit the story ({replicates('critical_layer')})"

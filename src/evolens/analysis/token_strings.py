@@ -51,7 +51,7 @@ def _local_tokenizer(meta: dict) -> Callable[[int], str] | None:
     if not source:
         return None
     try:
-        if source in ("demo", "demo-text"):
+        if source in ("demo", "demo-prior", "demo-text"):
             from evolens.models.demo.decoder import decoder_cache_dir
 
             source = str(decoder_cache_dir())

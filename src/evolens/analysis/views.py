@@ -16,6 +16,7 @@ import pandas as pd
 
 from evolens.analysis.features import Projection
 from evolens.analysis.image_effect import ImageEffectCurves
+from evolens.analysis.image_maps import ImageMaps
 from evolens.analysis.probes import ProbeCurves
 from evolens.analysis.single_token import CandidateCurves, HeatmapData, LensGrid
 
@@ -65,6 +66,7 @@ FigureView = (
     | Separation
     | ImageEffectCurves
     | ProbeCurves
+    | ImageMaps
 )
 
 

@@ -7,6 +7,7 @@ trace, and layer-mix (DeCo-style) decoding against the baseline.
     evolens hallucination pope-build --annotations instances_val2014.json --out pope/
     evolens hallucination margins --questions pope/pope_adversarial.jsonl --images val2014/ --out runs/margins
     evolens hallucination trace --trace runs/trace --out runs/hallucination
+    evolens hallucination words --trace runs/trace --out runs/words [--amber-dir AMBER/data]
     evolens hallucination decode --model demo --shapes 100 --layers 20 --alpha 0.5 --out runs/decode
 """
 
@@ -139,7 +140,8 @@ def margins_command(
         summary = results[split]
         typer.echo(
             f"{split}: {summary['n_questions']} questions, accuracy {summary['accuracy']:.3f}, "
-            f"yes-rate {summary['yes_rate']:.3f}, {summary['wrong']['never_led']} of "
+            f"yes-rate {summary['yes_rate']:.3f} (on absent objects {_rate(summary['absent_yes_rate'])}), "
+            f"{summary['wrong']['never_led']} of "
             f"{summary['wrong']['n']} wrong answers never had the right one leading"
         )
     settings = {
@@ -150,6 +152,13 @@ def margins_command(
     }
     write_json(out / "margins.json", {"settings": settings, "splits": results})
     typer.echo(f"wrote {out / 'margins.json'}")
+
+
+def _rate(value: dict[str, Any]) -> str:
+    """'0.123 [0.100, 0.150]', or '-' when there is no such question."""
+    if value["mean"] is None:
+        return "-"
+    return f"{value['mean']:.3f} [{value['low']:.3f}, {value['high']:.3f}]"
 
 
 @hallucination_app.command("trace")
@@ -188,6 +197,45 @@ def trace_command(
     for note in record["notes"]:
         typer.echo(f"note: {note}")
     typer.echo(f"wrote {out / 'hallucination.json'}")
+
+
+@hallucination_app.command("words")
+def words_command(
+    trace: Annotated[Path, Flag("--trace", help="A trace whose samples carry ground truth.")],
+    out: Annotated[Path, Flag("--out", help="Output folder (words.json, mentions.jsonl).")],
+    amber_dir: Annotated[
+        Path | None, Flag("--amber-dir", help="AMBER's data folder, for AMBER samples.")
+    ] = None,
+    n_boot: Annotated[int, Flag("--n-boot", help="Bootstrap replicates (over images).")] = 1000,
+) -> None:
+    """Object and attribute mentions aligned to their steps: per layer, the word's probability and rank, the
+    correct word's lead, stage values; grounded vs hallucinated per word kind, with intervals over images."""
+    from evolens.errors import UsageError
+    from evolens.eval.amber import AmberData
+    from evolens.eval.word_report import write_words
+
+    if not (trace / "meta.json").is_file():
+        raise UsageError(f"{trace}: no trace there (no meta.json); run `evolens trace` first")
+    amber = AmberData.load(amber_dir) if amber_dir is not None else None
+    report = write_words(trace, out, amber, n_boot)
+    table = Table(title=f"{report['n_mentions']} mentions, {report['n_hallucinated']} hallucinated")
+    for column in ("kind", "grounded", "hallucinated", "overtaken (correct word led)", "AUROC p(critical)"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, result in report["by_kind"].items():
+        correct, auroc = result["correct_word"], result["auroc"]["prob_critical"]
+        table.add_row(
+            kind,
+            str(result["grounded"]["n"]),
+            str(result["hallucinated"]["n"]),
+            f"{correct['overtaken']} of {correct['n_with_alternative']}",
+            "-"
+            if auroc["auroc"] is None
+            else f"{auroc['auroc']:.3f} [{auroc['low']:.3f}, {auroc['high']:.3f}]",
+        )
+    Console(width=120).print(table)
+    for reason, count in report["skipped_samples"].items():
+        typer.echo(f"left out {count} samples: {reason}", err=True)
+    typer.echo(f"wrote {out / 'words.json'} and {out / 'mentions.jsonl'}")
 
 
 @hallucination_app.command("decode")

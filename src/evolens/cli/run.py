@@ -52,6 +52,13 @@ def run_command(
     keep_hidden: Annotated[
         bool | None, Flag("--keep-hidden/--no-keep-hidden", help="Store hidden states.")
     ] = None,
+    image_tokens: Annotated[
+        bool | None,
+        Flag("--image-tokens/--no-image-tokens", help="Read the lens at every image token and layer."),
+    ] = None,
+    probe_words: Annotated[
+        str | None, Flag(help="With --image-tokens: words to follow (default: the generated ones).")
+    ] = None,
     null: Annotated[
         list[str] | None,
         Flag("--null", help="Also score the trace without the image: no-image, blank or shuffled (repeat)."),
@@ -68,6 +75,10 @@ def run_command(
         Flag(help="Feature views of the hidden states: tsne and/or pca (repeat; turns --keep-hidden on)."),
     ] = None,
     skip: Annotated[bool | None, Flag("--skip/--no-skip", help="Run the layer-skipping experiments.")] = None,
+    causal: Annotated[
+        list[str] | None,
+        Flag("--causal", help="Causal tests by layer window: knockout, ablate or patch (repeat)."),
+    ] = None,
     hallucination: Annotated[
         bool | None, Flag("--hallucination/--no-hallucination", help="Score hallucinations.")
     ] = None,
@@ -84,7 +95,7 @@ def run_command(
     ] = False,
 ) -> None:
     """Trace, analyse, experiment and report in one go; run it again to resume."""
-    from evolens.pipeline.config import load_config, parse_answer
+    from evolens.pipeline.config import answer_words, load_config, parse_answer
 
     overrides: dict[str, Any] = {
         "model": model,
@@ -103,11 +114,15 @@ def run_command(
         "trace.lens": lens,
         "trace.top_k": top_k,
         "trace.keep_hidden": keep_hidden,
+        "trace.image_tokens": image_tokens,
+        "trace.probe_words": probe_words,
         "nulls.conditions": null or None,
         "analyze.enabled": analyze,
         "analyze.answer": None if answer is None else parse_answer(answer),
         "analyze.projections": projection or None,
         "skip.enabled": skip,
+        "causal.methods": causal or None,
+        "causal.answer": answer_words(answer),
         "hallucination.enabled": hallucination,
         "lens_compare.enabled": None if compare_lens is None else True,
         "lens_compare.lens": compare_lens,

@@ -48,6 +48,17 @@ def score_command(
         int | None, typer.Option(help="Top tokens kept per layer (default 5, or the trace's).")
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Samples per forward pass.")] = 4,
+    image_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--image-tokens/--no-image-tokens",
+            help="Also read the lens at every image token and layer (the image_tokens/ table).",
+        ),
+    ] = False,
+    probe_words: Annotated[
+        str | None,
+        typer.Option(help="With --image-tokens: words to follow, e.g. red,circle (default: scored ones)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many samples, in order.")] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     dtype: Annotated[
@@ -73,6 +84,7 @@ def score_command(
     elif model is None:
         raise UsageError("--responses needs --model")
     settings.update({k: v for k, v in {"lens": lens, "top_k": top_k}.items() if v is not None})
+    settings.update({"image_tokens": image_tokens, "probe_words": probe_words})
     spec = TraceSpec.of(**settings)
     result = trace(
         model, inputs, None, out=out, spec=spec, progress=True, device=device, dtype=dtype,

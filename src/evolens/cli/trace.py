@@ -66,6 +66,17 @@ def trace_command(
     condition: Annotated[
         str, typer.Option(help="What the model sees: image, no-image, blank or shuffled (the nulls).")
     ] = "image",
+    image_tokens: Annotated[
+        bool,
+        typer.Option(
+            "--image-tokens/--no-image-tokens",
+            help="Also read the lens at every image token and layer (the image_tokens/ table).",
+        ),
+    ] = False,
+    probe_words: Annotated[
+        str | None,
+        typer.Option(help="With --image-tokens: words to follow, e.g. red,circle (default: generated ones)."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda, cuda:1, mps.")] = "cpu",
     dtype: Annotated[
         str | None, typer.Option(help="float32, bfloat16 or float16 (default: model's).")

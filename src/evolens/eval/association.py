@@ -6,14 +6,19 @@ stages (c = critical layer, m = first mutation layer; lens layers 0..L), each wo
 - ``jsd_mutation``: the largest layer change in the mutation stage, max_{l = m..L} JSD(p_{l-1}, p_l)
   (the last ``FALLBACK_MUTATION_LAYERS`` layers when no mutation layer was found);
 - ``prob_critical``: p_c(emitted token), the probability of the emitted word at the critical layer;
-- ``overtaken``: 1 when another token led at lens layer m-1 (the emitted word's rank > 0 there) and the
-  emitted word took over in the mutation stage;
+- ``overtaken``: 1 when the *correct* word (an alternative the scene offers: the true colour of a
+  mis-coloured shape, ``evolens.eval.leads``) was top-1 at lens layer m-1 and the hallucinated word leads at
+  the last layer; 0 for faithful words; undefined (left out of its AUROC, counted) for a hallucinated word
+  without a correct alternative;
+- ``overtaken_any``: the earlier, weaker test: 1 when *any* other token led at layer m-1 (the emitted
+  word's rank > 0 there);
 - ``prob_final`` and ``entropy_final``: the model's own confidence at the last layer (a reference: a trace
   feature is only interesting if it adds to what the output distribution already says).
 
 Each feature's AUROC for telling hallucinated (positive) from faithful words comes with a 95% percentile
 interval from a cluster bootstrap that resamples samples (words of one generation are not independent).
-AUROC < 0.5 means the feature is lower for hallucinated words.
+AUROC < 0.5 means the feature is lower for hallucinated words. Words whose feature is undefined (NaN) are
+left out of that feature's AUROC; ``n_undefined`` counts them.
 """
 
 from __future__ import annotations
@@ -27,13 +32,14 @@ from sklearn.metrics import roc_auc_score
 
 from evolens.errors import InputError
 from evolens.eval.labels import WordLabel, label_words
+from evolens.eval.leads import correct_leads, overtaken
 
 if TYPE_CHECKING:
     from evolens.analysis.stages import StageResult
     from evolens.io.trace import Trace
 
 FALLBACK_MUTATION_LAYERS = 5
-FEATURES = ("jsd_mutation", "prob_critical", "overtaken", "prob_final", "entropy_final")
+FEATURES = ("jsd_mutation", "prob_critical", "overtaken", "overtaken_any", "prob_final", "entropy_final")
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,9 @@ def label_trace(trace: Trace) -> LabelledWords:
 
 
 def word_features(trace: Trace, words: LabelledWords, stages: StageResult) -> dict[str, np.ndarray]:
-    """Each feature of the module docstring for every labelled word: name -> (n_words,)."""
+    """Each feature of the module docstring for every labelled word: name -> (n_words,) (NaN: undefined)."""
+    from evolens.analysis.token_strings import TokenStrings
+
     n = trace.n_layers
     critical = stages.critical_layer if stages.critical_layer is not None else n
     mutation = (
@@ -95,10 +103,14 @@ def word_features(trace: Trace, words: LabelledWords, stages: StageResult) -> di
     prob = trace.matrix("prob")[words.rows]  # (n_words, L+1)
     rank = trace.matrix("rank")[words.rows]
     entropy = trace.matrix("entropy")[words.rows]
+    top1 = trace.topk()[0][words.rows, :, 0]  # (n_words, L+1)
+    alternatives = [label.alternatives for label in words.labels]
+    leads = correct_leads(top1, alternatives, TokenStrings(trace))
     return {
         "jsd_mutation": jsd[:, mutation - 1 :].max(1),
         "prob_critical": prob[:, critical],
-        "overtaken": (rank[:, mutation - 1] > 0).astype(np.float64),
+        "overtaken": overtaken(leads, words.hallucinated, rank[:, n], mutation),
+        "overtaken_any": (rank[:, mutation - 1] > 0).astype(np.float64),
         "prob_final": prob[:, n],
         "entropy_final": entropy[:, n],
     }
@@ -107,10 +119,21 @@ def word_features(trace: Trace, words: LabelledWords, stages: StageResult) -> di
 def auroc_with_ci(
     feature: np.ndarray, positive: np.ndarray, clusters: np.ndarray, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, float | int | None]:
-    """AUROC of ``feature`` for ``positive`` with a cluster-bootstrap 95% interval (None when undefined)."""
+    """AUROC of ``feature`` for ``positive`` with a cluster-bootstrap 95% interval (None when undefined).
+    Rows whose feature is NaN are left out and counted (``n_undefined``)."""
+    defined = ~np.isnan(feature)
+    n_undefined = int((~defined).sum())
+    feature, positive, clusters = feature[defined], positive[defined], clusters[defined]
     n_pos, n_neg = int(positive.sum()), int((~positive).sum())
     if n_pos == 0 or n_neg == 0:
-        return {"auroc": None, "low": None, "high": None, "n_hallucinated": n_pos, "n_faithful": n_neg}
+        return {
+            "auroc": None,
+            "low": None,
+            "high": None,
+            "n_hallucinated": n_pos,
+            "n_faithful": n_neg,
+            "n_undefined": n_undefined,
+        }
     point = float(roc_auc_score(positive, feature))
     unique = np.unique(clusters)
     members = {c: np.flatnonzero(clusters == c) for c in unique}
@@ -128,6 +151,7 @@ def auroc_with_ci(
         "high": float(high),
         "n_hallucinated": n_pos,
         "n_faithful": n_neg,
+        "n_undefined": n_undefined,
     }
 
 
@@ -144,6 +168,8 @@ def group_curves(trace: Trace, words: LabelledWords) -> dict[str, dict[str, list
 
 
 def _mean(values: np.ndarray) -> float | None:
+    """The mean of the defined (non-NaN) values, None when there are none."""
+    values = values[~np.isnan(values)]
     return float(values.mean()) if len(values) else None
 
 
@@ -171,12 +197,8 @@ def association_report(trace: Trace, stages: StageResult, n_boot: int = 1000) ->
         },
         "feature_means": {
             name: {
-                "faithful": float(values[~words.hallucinated].mean())
-                if (~words.hallucinated).any()
-                else None,
-                "hallucinated": float(values[words.hallucinated].mean())
-                if words.hallucinated.any()
-                else None,
+                "faithful": _mean(values[~words.hallucinated]),
+                "hallucinated": _mean(values[words.hallucinated]),
             }
             for name, values in features.items()
         },

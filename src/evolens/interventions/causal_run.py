@@ -11,7 +11,7 @@ silently.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from evolens.interventions.causal import (
 from evolens.io.atomic import write_json
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.conditions import ConditionedImages
+from evolens.tracing.scoring import samples_from_trace
 
 
 def word_of(token: str) -> str:
@@ -47,19 +48,31 @@ def find_targets(
 ) -> tuple[list[Target], list[str]]:
     """Each sample's target (see the module doc) from its greedy answer, and the ids without one."""
     images = ConditionedImages("image", samples)
+
+    def answers() -> Iterator[tuple[Sample, list[int]]]:
+        for start in range(0, len(samples), batch_size):
+            chosen = samples[start : start + batch_size]
+            shown = [images.load(sample)[1] for sample in chosen]
+            inputs = loaded.build_inputs([s.prompt for s in chosen], shown if any(shown) else None)
+            yield from zip(
+                chosen, loaded.generate(inputs, max_new_tokens=max_new_tokens).tolist(), strict=True
+            )
+
+    return targets_in(loaded, answers(), answer_words)
+
+
+def targets_in(
+    loaded: LoadedModel, answers: Iterable[tuple[Sample, list[int]]], answer_words: Sequence[str]
+) -> tuple[list[Target], list[str]]:
+    """The targets in (sample, generated token ids) pairs, and the ids of the samples without one."""
     words = [word.lower() for word in answer_words]
     targets, missing = [], []
-    for start in range(0, len(samples), batch_size):
-        chosen = samples[start : start + batch_size]
-        shown = [images.load(sample)[1] for sample in chosen]
-        inputs = loaded.build_inputs([s.prompt for s in chosen], shown if any(shown) else None)
-        emitted = loaded.generate(inputs, max_new_tokens=max_new_tokens).tolist()
-        for sample, tokens in zip(chosen, emitted, strict=True):
-            target = target_of(loaded, sample, tokens, words)
-            if target is None:
-                missing.append(sample.sample_id)
-            else:
-                targets.append(target)
+    for sample, tokens in answers:
+        target = target_of(loaded, sample, tokens, words)
+        if target is None:
+            missing.append(sample.sample_id)
+        else:
+            targets.append(target)
     return targets, missing
 
 
@@ -147,8 +160,41 @@ def image_clusters(samples: Sequence[Sample]) -> np.ndarray:
     return np.asarray([index[key] for key in keys], dtype=np.int64)
 
 
-def write_causal(out: Path, results: list[dict[str, Any]], settings: dict[str, Any]) -> Path:
-    """``out/causal.json``: the settings and one result per method."""
-    return write_json(
-        out / "causal.json", {"settings": settings, "methods": {r["method"]: r for r in results}}
+SCHEMA = "evolens.causal/1"
+
+
+def write_causal(
+    out: Path,
+    results: list[dict[str, Any]],
+    settings: dict[str, Any],
+    key_layers: dict[str, int | None] | None = None,
+    figures: bool = True,
+) -> Path:
+    """``out/causal.json`` (the settings, one result per method, and ``key_layers``: the lens-based layers
+    the effects are compared with, e.g. {"critical": 2, "mutation": None}) and ``out/causal.png``/``.svg``."""
+    record = {
+        "schema": SCHEMA,
+        "settings": settings,
+        "key_layers": key_layers or {},
+        "methods": {r["method"]: r for r in results},
+    }
+    path = write_json(out / "causal.json", record)
+    if figures and results:
+        from evolens.plots.causal import plot_causal
+        from evolens.plots.style import save_figure
+
+        save_figure(plot_causal(record, key_layers), out, "causal")
+    return path
+
+
+def targets_from_trace(
+    loaded: LoadedModel, trace_dir: Path, answer_words: Sequence[str], limit: int | None = None
+) -> tuple[list[Target], list[str]]:
+    """The targets (module doc) in a trace's own generated tokens, for its first ``limit`` samples, and the
+    ids of the samples without one."""
+    samples, _ = samples_from_trace(trace_dir)
+    answers = (
+        (sample, list(sample.response) if isinstance(sample.response, tuple) else [])
+        for sample in samples[:limit]
     )
+    return targets_in(loaded, answers, answer_words)

@@ -11,6 +11,9 @@ retried after its first attempt had committed, or a driver killed while its acto
 - a sample committed in two parts: the copy in the first part by name is kept, the others dropped;
 - step rows of samples that their part does not commit: dropped.
 
+The optional ``image_tokens/NAME`` files (``--image-tokens``) follow their part: one without its samples
+file is removed, and rows of samples the part does not keep are dropped.
+
 Dropping rewrites the samples file first (the sample stops being finished), then the steps file; each
 rewrite is atomic, and a crash between the two leaves only stray step rows, which the next pass drops.
 The pass is idempotent and never drops a sample that is committed once with all its rows.
@@ -64,7 +67,7 @@ def finalize_trace(directory: str | Path, lock: TraceLock) -> PartRepair:
     directory = Path(directory)
     if not (lock.held and lock.directory.resolve() == directory.resolve()):
         raise RuntimeError(f"the finalize pass of {directory} runs only under that trace's lock")
-    for sub in ("", "samples", "steps", "hidden"):
+    for sub in ("", "samples", "steps", "hidden", "image_tokens"):
         sweep_temporaries(directory / sub)
     return repair_parts(directory)
 
@@ -94,11 +97,14 @@ def repair_parts(directory: str | Path) -> PartRepair:
     """Make every committed sample appear once, with exactly ``n_steps`` step rows (see the module doc).
     Only under the trace's lock (``finalize_trace``)."""
     samples_dir, steps_dir = Path(directory) / "samples", Path(directory) / "steps"
+    tokens_dir = Path(directory) / "image_tokens"
     repair = PartRepair()
     committed_names = part_names(samples_dir)
     for name in sorted(part_names(steps_dir) - committed_names):
         _remove(steps_dir / name)
         repair.orphan_parts.append(name)
+    for name in sorted(part_names(tokens_dir) - committed_names):
+        _remove(tokens_dir / name)
     seen: set[str] = set()
     for name in sorted(committed_names):
         samples = read_part(samples_dir / name)
@@ -123,6 +129,11 @@ def repair_parts(directory: str | Path) -> PartRepair:
             mask = pc.is_in(steps.column("sample_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
             _rewrite(steps_dir / name, steps.filter(mask))
             repair.stray_step_rows += stray
+        if (tokens_dir / name).exists():
+            tokens = read_part(tokens_dir / name)
+            mask = pc.is_in(tokens.column("sample_id"), value_set=pa.array(sorted(kept_ids), pa.string()))
+            if not pc.all(mask).as_py():
+                _rewrite(tokens_dir / name, tokens.filter(mask))
     return repair
 
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 
 from evolens.errors import InputError, StorageError, UsageError
 from evolens.io.atomic import json_line, json_text, read_json, write_bytes, write_json
+from evolens.io.image_tokens import IMAGE_TOKENS, ImageTokenRecord, image_tokens_table
 from evolens.io.lock import TraceLock
 from evolens.io.repair import PART_GLOB, PartRepair, finalize_trace, part_names, read_part
 from evolens.vocabulary import STORED
@@ -44,7 +45,7 @@ PART = re.compile(r"^part-(\d+)(?:-[0-9a-f]{8})?\.parquet$")
 FAILURES = "failures.jsonl"
 SAFE_STEM = re.compile(r"[A-Za-z0-9._-]{1,120}")
 INT_LIST = pa.list_(pa.int32())
-ARROW_LEAVES = {"float32": pa.float32(), "int32": pa.int32()}
+ARROW_LEAVES = {"float32": pa.float32(), "int32": pa.int32(), "uint8": pa.uint8()}
 
 
 def arrow_type(text: str) -> pa.DataType:
@@ -94,9 +95,10 @@ SETTINGS_KEYS = (
     "hidden",
     "mode",
     "condition",
+    "image_tokens",
 )
 """meta.json keys that must match for a rerun to add to an existing trace."""
-SETTINGS_DEFAULTS = {"mode": "generate", "condition": "image"}
+SETTINGS_DEFAULTS = {"mode": "generate", "condition": "image", "image_tokens": None}
 """What a trace written before a setting existed did (its meta.json lacks the key)."""
 
 
@@ -122,6 +124,8 @@ class SampleRecord:
     image_used: str | None = None
     """What the model was shown (``evolens.tracing.conditions``): the image file, a blank's colour and
     size, another sample's image; None for no image."""
+    image_tokens: ImageTokenRecord | None = None
+    """The image-token lens of the sample (``--image-tokens``), its rows of the ``image_tokens/`` table."""
 
 
 @dataclass
@@ -221,8 +225,9 @@ class TraceWriter:
         if not removed:
             return []
         self._held_lock()
-        for name in sorted(part_names(self.directory / "samples") | part_names(self.directory / "steps")):
-            for sub in ("samples", "steps"):
+        folders = ("samples", "steps", IMAGE_TOKENS)
+        for name in sorted(set().union(*(part_names(self.directory / sub) for sub in folders))):
+            for sub in folders:
                 path = self.directory / sub / name
                 if not path.exists():
                     continue
@@ -280,12 +285,19 @@ class TraceWriter:
 
 
 def write_part(directory: Path, name: str, records: list[SampleRecord]) -> None:
-    """Commit ``records`` as the part ``name``: their hidden states, then ``steps/name``, then
-    ``samples/name`` (the commit), each file atomically. Rewriting a part with the same records changes
-    nothing for readers, which is what makes a retried batch harmless."""
+    """Commit ``records`` as the part ``name``: their hidden states, their ``image_tokens/name`` (when they
+    have image-token lenses), then ``steps/name``, then ``samples/name`` (the commit), each file atomically.
+    Rewriting a part with the same records changes nothing for readers, which is what makes a retried
+    batch harmless."""
     for record in records:
         if record.hidden:
             _write_hidden(directory, record)
+    lensed = [record for record in records if record.image_tokens is not None]
+    if lensed:
+        table = image_tokens_table(
+            [r.sample_id for r in lensed], [r.image_tokens for r in lensed if r.image_tokens is not None]
+        )
+        write_bytes(directory / IMAGE_TOKENS / name, _parquet_bytes(table))
     steps_bytes = _parquet_bytes(_steps_table(records))
     samples_bytes = _parquet_bytes(_samples_table(records))
     write_bytes(directory / "steps" / name, steps_bytes)

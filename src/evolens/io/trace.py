@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from evolens.errors import InputError, UsageError
+from evolens.io.image_tokens import read_image_tokens
 from evolens.io.store import hidden_path, read_trace
 from evolens.vocabulary import names
 
@@ -69,6 +70,12 @@ class Trace:
     samples: pd.DataFrame
     steps: pd.DataFrame
     _matrices: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def image_tokens(self) -> pd.DataFrame:
+        """The trace's ``image_tokens/`` table (``--image-tokens``; empty without it): one row per finished
+        sample x image token (docs/trace-format.md)."""
+        return read_image_tokens(self.directory)
 
     @cached_property
     def n_layers(self) -> int:

@@ -39,6 +39,9 @@ class ModelAdapter:
         response_inputs: for teacher forcing (``evolens.tracing.scoring``), the value a response token takes
             in each per-token input beside ``input_ids`` whose value differs from the prompt's last token's
             (PaliGemma: ``{"token_type_ids": 1}``, the causal suffix).
+        image_layout: how the image tokens map to regions of the image, a key of
+            ``evolens.models.image_regions.LAYOUTS`` ("grid", "anyres", "merged_patches", "tiles", "cells",
+            "queries"); None: the family's tokens have no known place (their boxes are null).
     """
 
     family: str
@@ -56,6 +59,7 @@ class ModelAdapter:
     prompt_template: str = "{prompt}"
     images_per_prompt: bool = False
     response_inputs: dict[str, int] = field(default_factory=dict)
+    image_layout: str | None = None
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

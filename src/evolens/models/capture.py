@@ -46,6 +46,9 @@ class LayerCapture:
             None keeps all L+1 of them. Column i of every pass holds ``lens_layers[i]``.
         positions: (B, P) sequence positions to keep in each row (teacher forcing: the positions that
             predict each response token); each pass is then (B, n, P, d). None keeps the last position.
+        keep: (B, T) bool, positions of the *first* pass (the prefill, or the one teacher-forced pass)
+            whose states are also kept at every chosen layer (the image tokens): after that pass,
+            ``kept`` holds them, (N, n, d) for the N true entries of ``keep`` in row-major order.
 
     A pass is complete when the deepest chosen layer has run; completed passes queue up in order (usually
     one at a time) and ``pop`` takes the oldest.
@@ -56,6 +59,7 @@ class LayerCapture:
         loaded: LoadedModel,
         lens_layers: Sequence[int] | None = None,
         positions: torch.Tensor | None = None,
+        keep: torch.Tensor | None = None,
     ) -> None:
         self.decoder_layers: nn.ModuleList = loaded.decoder_layers
         n_lens = len(self.decoder_layers) + 1
@@ -68,6 +72,10 @@ class LayerCapture:
         self._current: torch.Tensor | None = None
         self._done: deque[torch.Tensor] = deque()
         self._handles: list[Any] = []
+        self.keep = keep
+        self.kept: torch.Tensor | None = None
+        """(N, n, d): the states at ``keep``'s positions of the first pass, once it has run."""
+        self._kept_current: torch.Tensor | None = None
 
     def __enter__(self) -> LayerCapture:
         first = self.decoder_layers[0].register_forward_pre_hook(self._on_input, with_kwargs=True)
@@ -106,6 +114,10 @@ class LayerCapture:
         self._current = None
 
     def _store(self, layer: int, hidden: torch.Tensor) -> None:
+        if self._kept_current is not None and self.keep is not None:
+            self._kept_current[:, self._column[layer]] = hidden[self.keep.to(hidden.device)]
+            if layer == self._deepest:
+                self.kept, self._kept_current = self._kept_current, None
         if self._current is None:
             return
         if self.positions is None:
@@ -122,6 +134,11 @@ class LayerCapture:
         batch, _, width = hidden.shape
         kept = () if self.positions is None else (self.positions.shape[1],)
         self._current = hidden.new_empty(batch, len(self.lens_layers), *kept, width)
+        if self.keep is not None and self.kept is None:
+            if tuple(self.keep.shape) != tuple(hidden.shape[:2]):
+                raise ValueError(f"keep mask {tuple(self.keep.shape)} for states {tuple(hidden.shape)}")
+            count = int(self.keep.sum())
+            self._kept_current = hidden.new_empty(count, len(self.lens_layers), width)
         if 0 in self._column:
             self._store(0, hidden)
 
@@ -268,3 +285,157 @@ class AttentionKnockout:
         else:
             edited = mask.masked_fill(blocked, torch.finfo(mask.dtype).min)
         return args, {**kwargs, "attention_mask": edited}
+
+
+class AttentionShares:
+    """Context manager: in every forward pass, each decoder layer's attention probabilities of the current
+    position, recomputed from the queries and keys the layer's attention receives, split into what they
+    read: image tokens, the prompt's other tokens, the tokens generated so far.
+
+    Args:
+        loaded: the model.
+        image: (B, T0) bool, the prompt's image tokens (all False without an image).
+        positions: as ``LayerCapture``'s: (B, P) query positions of a teacher-forced pass; None reads the
+            last position of every pass.
+
+    Keys at positions >= T0 are generated (or, teacher forced, given response) tokens. Nothing changes in
+    how the model attends: while active, the attention function each layer looks up
+    (``transformers``' ``AttentionInterface``, eager or SDPA alike) is wrapped so that it also hands its
+    query, key, mask, scaling and soft-cap here, after rotary embeddings (M-RoPE included), the KV cache
+    and grouped-query sharing: the probabilities are softmax(q k^T * scaling, soft-capped, + mask) in fp32,
+    the mask carrying causal, padding, sliding-window and prefix rules. A layer without self-attention
+    (Mllama's cross-attention layers) gives NaN. ``pop`` takes the oldest completed pass: (B, L, H, 3)
+    shares per head (image, prompt, generated; each head's sum to 1), (B, P, L, H, 3) with ``positions``.
+    """
+
+    def __init__(
+        self, loaded: LoadedModel, image: torch.Tensor, positions: torch.Tensor | None = None
+    ) -> None:
+        self.decoder_layers: nn.ModuleList = loaded.decoder_layers
+        self.image = image.bool()
+        self.positions = positions
+        self._index: dict[int, int] = {}
+        self._heads = 0
+        for index, layer in enumerate(self.decoder_layers):
+            try:
+                self._index[id(attention_module(layer))] = index
+            except ValueError:
+                continue  # no self-attention in this layer: NaN
+        self._pending: dict[int, torch.Tensor] | None = None
+        self._seen = 0  # sequence positions the passes so far processed (where this pass's queries start)
+        self._length = 0  # query positions of the current pass
+        self._done: deque[torch.Tensor] = deque()
+        self._handles: list[Any] = []
+        self._original: Any = None
+
+    def __enter__(self) -> AttentionShares:
+        from transformers.modeling_utils import AttentionInterface
+
+        self._original = AttentionInterface.get_interface
+        original, observe = self._original, self._observe
+
+        def get_interface(
+            interface: Any, implementation: str, default: Callable[..., Any]
+        ) -> Callable[..., Any]:
+            function = original(interface, implementation, default)
+
+            def observed(
+                module: nn.Module, query: torch.Tensor, key: torch.Tensor, *args: Any, **kwargs: Any
+            ) -> Any:
+                output = function(module, query, key, *args, **kwargs)
+                observe(
+                    module, query, key, args[1] if len(args) > 1 else kwargs.get("attention_mask"), kwargs
+                )
+                return output
+
+            return observed
+
+        AttentionInterface.get_interface = get_interface  # type: ignore[method-assign,assignment]
+        self._handles.append(self.decoder_layers[0].register_forward_pre_hook(self._start, with_kwargs=True))
+        self._handles.append(self.decoder_layers[-1].register_forward_hook(self._finish))
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        from transformers.modeling_utils import AttentionInterface
+
+        if self._original is not None:
+            AttentionInterface.get_interface = self._original  # type: ignore[method-assign]
+            self._original = None
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def pop(self) -> torch.Tensor:
+        """The oldest completed pass: (B, L, H, 3) fp32 on the CPU ((B, P, L, H, 3) with ``positions``)."""
+        if not self._done:
+            raise RuntimeError("a token was emitted without a completed forward pass of the decoder layers")
+        return self._done.popleft()
+
+    def _start(self, _module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._pending = {}
+        self._length = layer_input(args, kwargs).shape[1]
+
+    def _finish(self, _module: nn.Module, _args: tuple[Any, ...], _output: Any) -> None:
+        """Complete the pass: (B, Q, L, H, 3) on the CPU, NaN for layers whose attention was not seen (one
+        head of NaN when none was: attention that bypasses transformers' attention functions)."""
+        pending, self._pending = self._pending, None
+        self._seen += self._length
+        if pending is None:
+            return
+        queries = 1 if self.positions is None else self.positions.shape[1]
+        sample = next(iter(pending.values()), None)  # (B, Q, H, 3)
+        heads = 1 if sample is None else sample.shape[2]
+        shares = torch.full((len(self.image), queries, len(self.decoder_layers), heads, 3), float("nan"))
+        if pending:
+            layers = sorted(pending)
+            shares[:, :, layers] = torch.stack([pending[layer] for layer in layers], dim=2).cpu()
+        self._done.append(shares[:, 0] if self.positions is None else shares)
+
+    def _observe(
+        self,
+        module: nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        mask: torch.Tensor | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        layer = self._index.get(id(module))
+        if layer is None or self._pending is None:
+            return
+        batch, heads, length, _ = query.shape
+        keys = key.shape[2]
+        if self.positions is None:
+            rows = torch.full((batch, 1), length - 1, device=query.device)
+        else:
+            rows = self.positions.to(query.device)
+        picked = torch.arange(batch, device=query.device)[:, None]
+        q = query.transpose(1, 2)[picked, rows].transpose(1, 2).float()  # (B, H, Q, hd)
+        k = key.float().repeat_interleave(heads // key.shape[1], dim=1)  # (B, H, S, hd)
+        scaling = kwargs.get("scaling") or getattr(module, "scaling", None) or q.shape[-1] ** -0.5
+        scores = q @ k.transpose(-1, -2) * scaling  # (B, H, Q, S)
+        softcap = kwargs.get("softcap")
+        if softcap:
+            scores = torch.tanh(scores / softcap) * softcap
+        # a sliding-window cache keeps only the last keys: key j sits at sequence position offset + j
+        offset = self._seen + length - keys
+        absolute = offset + torch.arange(keys, device=query.device)  # (S,)
+        later = absolute > (self._seen + rows)[..., None]  # (B, Q, S)
+        scores = scores.masked_fill(later[:, None], float("-inf"))  # causal, whether or not a mask is given
+        if mask is not None:
+            mask = mask.expand(batch, *mask.shape[1:]) if mask.shape[0] == 1 else mask
+            chosen = mask[picked, :, rows].transpose(1, 2)[..., :keys]  # (B, 1 or H, Q, S)
+            if chosen.dtype == torch.bool:
+                scores = scores.masked_fill(~chosen, float("-inf"))
+            else:
+                scores = scores + chosen.float()
+        probs = torch.softmax(scores, dim=-1)  # (B, H, Q, S)
+        prompt_length = self.image.shape[1]
+        in_prompt = absolute < prompt_length
+        image = torch.zeros(batch, keys, dtype=torch.bool, device=probs.device)
+        image[:, in_prompt] = self.image.to(probs.device)[:, absolute[in_prompt]]
+        generated = (~in_prompt)[None].expand(batch, -1)
+        parts = [image, ~image & ~generated, generated]
+        shares = torch.stack([(probs * part[:, None, None].float()).sum(-1) for part in parts], dim=-1)
+        self._pending[layer] = shares.transpose(1, 2)  # (B, Q, H, 3), on the device until the pass ends

@@ -27,7 +27,7 @@ DTYPES = {
     "fp16": torch.float16,
 }
 
-BUILTIN = {"demo": "load_demo", "demo-text": "load_demo_text"}
+BUILTIN = {"demo": "load_demo", "demo-prior": "load_demo_prior", "demo-text": "load_demo_text"}
 BUNDLED_LENS_FOLDER = "tuned-lens"
 """A local model folder's own tuned lens lives in this subfolder (``--lens tuned`` finds it)."""
 
@@ -48,7 +48,8 @@ def load_model(
     check: bool = True,
     verbose: bool = False,
 ) -> LoadedModel:
-    """Load ``name``: "demo", "demo-text" (its decoder alone), a cached hub id, or a local directory.
+    """Load ``name``: "demo", "demo-prior" (the demo with a planted prior), "demo-text" (its decoder
+    alone), a cached hub id, or a local directory.
 
     The adapter is chosen from ``config.architectures``; with ``check`` the lens at the last layer is
     compared with the model's logits before the model is returned. transformers' own progress bars and

@@ -41,6 +41,12 @@ def parse_answer(text: str) -> int | list[str]:
     return words
 
 
+def answer_words(text: str | None) -> list[str] | None:
+    """``--answer`` as the causal tests' answer words: the words, or None for a step index or no flag."""
+    parsed = None if text is None else parse_answer(text)
+    return parsed if isinstance(parsed, list) else None
+
+
 class AnalyzeConfig(Section):
     """The analyses of the trace (``evolens analyze``): stages, figures and feature views."""
 
@@ -91,6 +97,27 @@ class SkipConfig(Section):
     """Run the experiments on at most this many of the traced samples (they re-generate, so they cost)."""
 
 
+class CausalConfig(Section):
+    """The causal tests by layer window (``evolens causal``) on the trace's own answers: the target is the
+    first generated token that spells one of ``answer`` (else the first token), its alternatives the other
+    answer words; written to ``OUT/causal/causal.json`` and its figure."""
+
+    methods: list[Literal["knockout", "ablate", "patch"]] = Field(default_factory=list)
+    """Which interventions to run; empty = none."""
+    window: int = Field(default=3, ge=1)
+    corrupt: Literal["noise", "no-image", "blank", "shuffled"] = "noise"
+    queries: Literal["target", "all"] = "target"
+    baseline: Literal["mean", "zero"] = "mean"
+    answer: list[str] = Field(default_factory=list)
+    """Answer words, e.g. the colours of the shapes world."""
+    limit: int | None = Field(default=None, gt=0)
+    """At most this many of the traced samples (each window is a forward pass per batch)."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.methods)
+
+
 class HallucinationConfig(Section):
     """Hallucination metrics against the data's ground truth (shapes world, COCO or AMBER annotations)."""
 
@@ -135,6 +162,7 @@ class RunConfig(Section):
     nulls: NullsConfig = Field(default_factory=NullsConfig)
     analyze: AnalyzeConfig = Field(default_factory=AnalyzeConfig)
     skip: SkipConfig = Field(default_factory=SkipConfig)
+    causal: CausalConfig = Field(default_factory=CausalConfig)
     hallucination: HallucinationConfig = Field(default_factory=HallucinationConfig)
     lens_compare: LensCompareConfig = Field(default_factory=LensCompareConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -4,8 +4,8 @@ null traces the analysis compares the trace with.
 
 Each null is a trace folder of its own and resumes as the trace does (finished samples are kept, the rest
 scored, samples no longer in the trace removed, a sample whose tokens changed scored again). It always runs
-in this process (``LocalEngine``: the Ray engine does not score), with the run's lens and top-k and
-without hidden states.
+in this process (``LocalEngine``: the Ray engine does not score), with the run's lens and top-k,
+without hidden states and without the image-token lens.
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ def nulls_stage(context: RunContext) -> dict[str, Any]:
     details: dict[str, Any] = {}
     for condition in config.nulls.conditions:
         out = layout.nulls / condition
-        spec = config.trace.model_copy(update={"condition": condition, "keep_hidden": False})
+        spec = config.trace.model_copy(
+            update={"condition": condition, "keep_hidden": False, "image_tokens": False, "probe_words": None}
+        )
         result = trace(context.model, samples, out=out, spec=spec, progress=not context.quiet, exclusive=True)
         failures = read_failures(out)
         context.say(

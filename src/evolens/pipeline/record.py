@@ -52,6 +52,10 @@ class RunLayout:
         return self.root / "skip"
 
     @property
+    def causal(self) -> Path:
+        return self.root / "causal"
+
+    @property
     def hallucination(self) -> Path:
         return self.root / "hallucination"
 

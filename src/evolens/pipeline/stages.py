@@ -4,7 +4,7 @@ data -> ``evolens.data.sources`` (the selected rows, written as ``OUT/manifest.j
 trace -> ``evolens.tracing.tracer`` (resumes by itself: finished samples are kept)
 nulls -> ``evolens.pipeline.nulls`` (the trace's tokens scored under each null condition, resumable)
 analyze -> ``evolens.pipeline.analyze`` (into a staged folder, renamed whole when complete)
-skip, hallucination -> ``evolens.interventions`` / ``evolens.eval`` (staged folders too)
+skip, causal, hallucination -> ``evolens.interventions`` / ``evolens.eval`` (staged folders too)
 lens_compare -> the same samples traced with a second lens, then ``evolens.pipeline.compare``
 report -> ``evolens.report.build_report`` (one file, written atomically)
 """
@@ -28,6 +28,7 @@ from evolens.io.store import finished_sample_ids
 from evolens.io.store import read_failures as read_trace_failures
 from evolens.io.trace import load_trace
 from evolens.pipeline.analyze import AnalyzeOptions, analyze
+from evolens.pipeline.causal import causal_stage
 from evolens.pipeline.compare import compare_traces
 from evolens.pipeline.context import TRACE_IDENTITY, RunContext, Stage
 from evolens.pipeline.inputs import compare, manifest_lines, without_line_numbers
@@ -36,7 +37,16 @@ from evolens.pipeline.record import RunLayout
 from evolens.report import ReportInputs, build_report
 from evolens.tracing.engines import TraceJob, TraceResult, engine_for
 
-ALL_SECTIONS = (*TRACE_IDENTITY, "nulls", "analyze", "skip", "hallucination", "lens_compare", "report")
+ALL_SECTIONS = (
+    *TRACE_IDENTITY,
+    "nulls",
+    "analyze",
+    "skip",
+    "causal",
+    "hallucination",
+    "lens_compare",
+    "report",
+)
 
 
 def data_stage(context: RunContext) -> dict[str, Any]:
@@ -190,6 +200,8 @@ def report_stage(context: RunContext) -> dict[str, Any]:
     experiments = {}
     if config.skip.enabled:
         experiments["Layer skipping"] = layout.skip / "skip.json"
+    if config.causal.enabled:
+        experiments["Causal tests by layer window"] = layout.causal / "causal.json"
     if config.hallucination.enabled:
         experiments["Hallucination"] = layout.hallucination / "hallucination.json"
     if config.lens_compare.enabled:
@@ -199,7 +211,10 @@ def report_stage(context: RunContext) -> dict[str, Any]:
         trace_dir=layout.trace,
         analysis_dir=layout.analysis if config.analyze.enabled else None,
         experiments=experiments,
-        figure_dirs=[layout.lens_compare / "compare"] if config.lens_compare.enabled else [],
+        figure_dirs=[
+            *([layout.lens_compare / "compare"] if config.lens_compare.enabled else []),
+            *([layout.causal] if config.causal.enabled else []),
+        ],
         run=run_info(context, n_failed=len(failures)),
         failures=failures,
         max_samples=config.report.max_samples,
@@ -232,6 +247,13 @@ STAGES: tuple[Stage, ...] = (
         lambda out: out.skip,
         skip_stage,
         lambda config: config.skip.enabled,
+    ),
+    Stage(
+        "causal",
+        (*TRACE_IDENTITY, "analyze", "causal"),
+        lambda out: out.causal / "causal.json",
+        causal_stage,
+        lambda config: config.causal.enabled,
     ),
     Stage(
         "hallucination",

@@ -9,6 +9,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from evolens.analysis.image_effect import ImageEffectCurves
+from evolens.analysis.image_maps import ImageMaps
 from evolens.analysis.probes import ProbeCurves
 from evolens.analysis.single_token import CandidateCurves, HeatmapData, LensGrid
 from evolens.analysis.stages import StageResult
@@ -16,6 +17,7 @@ from evolens.analysis.views import FeatureMap, FigureSpec, FigureView, LayerCurv
 from evolens.plots.features import plot_feature_map, plot_separation
 from evolens.plots.findings import plot_image_effect, plot_probes
 from evolens.plots.heatmap import plot_heatmap
+from evolens.plots.image_maps import plot_image_maps
 from evolens.plots.layer_curves import plot_layer_statistics
 from evolens.plots.lens_grid import plot_lens_grid
 from evolens.plots.style import save_figure
@@ -35,7 +37,7 @@ def _feature_map(view: FeatureMap, stages: StageResult) -> Figure:
 
 
 DRAWERS: dict[type, Callable[[Any, StageResult], Figure]] = {
-    LayerCurves: lambda view, stages: plot_layer_statistics(view.statistics, stages),
+    LayerCurves: lambda view, stages: plot_layer_statistics(view.statistics, stages, list(view.statistics)),
     HeatmapData: plot_heatmap,
     LensGrid: plot_lens_grid,
     CandidateCurves: plot_token_probabilities,
@@ -43,6 +45,7 @@ DRAWERS: dict[type, Callable[[Any, StageResult], Figure]] = {
     Separation: lambda view, stages: plot_separation(view.table, stages, title=view.title),
     ImageEffectCurves: lambda view, stages: plot_image_effect(view.effect, stages),
     ProbeCurves: lambda view, stages: plot_probes(view.probes, stages),
+    ImageMaps: plot_image_maps,
 }
 """The drawing of each kind of view: (view, the dataset's stages) -> figure."""
 

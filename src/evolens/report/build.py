@@ -19,6 +19,7 @@ from evolens.io.trace import Trace, load_trace
 from evolens.report.experiments import experiment_entry, experiment_notes
 from evolens.report.features import feature_views
 from evolens.report.findings import findings_notes, image_effect_section, probes_section
+from evolens.report.image_maps import image_maps_section
 from evolens.report.samples import explorer_metrics, pick_samples, sample_entries
 from evolens.report.sections import (
     figure_entries,
@@ -30,7 +31,7 @@ from evolens.report.sections import (
 from evolens.vocabulary import KEY_LAYER_COLORS, SERIES_COLORS, STAGE_ALPHA, STAGE_COLORS, WHITESPACE
 
 PLACEHOLDER = re.compile(r"\{\{(TITLE|CSS|PLOTLY_JS|REPORT_JS|DATA)\}\}")
-SCRIPTS = ("findings.js", "report.js")
+SCRIPTS = ("findings.js", "image_maps.js", "report.js")
 """The page's scripts, in order: section renderers register themselves (``window.evolensSections``), then
 report.js draws every section, those included."""
 
@@ -88,6 +89,7 @@ def collect(inputs: ReportInputs) -> dict[str, Any]:
         "curves": layer_curves(summary),
         "image_effect": image_effect_section(summary),
         "probes": probes_section(summary),
+        "image_maps": image_maps_section(summary),
         "metrics": explorer_metrics(),
         "samples": samples,
         "n_samples_total": len(trace.samples),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evolens.report.causal_view import causal_entry
 from evolens.report.sections import tables_from_json
 from evolens.vocabulary import format_layers
 
@@ -27,7 +28,8 @@ SKIP_METRICS = (
 WORD_FEATURES = {
     "jsd_mutation": "max JSD over the mutation stage",
     "prob_critical": "p(word) at the critical layer",
-    "overtaken": "another token led just before the mutation layer",
+    "overtaken": "the correct word led just before the mutation layer and was overtaken",
+    "overtaken_any": "another token led just before the mutation layer",
     "prob_final": "p(word) at the output",
     "entropy_final": "entropy at the output",
 }
@@ -44,6 +46,8 @@ def experiment_entry(title: str, path: Path, value: Any) -> dict[str, Any] | Non
         entry = skip_entry(title, path, value)
     elif schema.startswith("evolens.hallucination/"):
         entry = hallucination_entry(title, path, value)
+    elif schema.startswith("evolens.causal/"):
+        entry = causal_entry(title, path, value)
     else:
         entry = _entry(title, path, lines=["No dedicated view for this file: every number, as tables."])
         entry["details"] = tables_from_json(title, value)

@@ -16,6 +16,7 @@ import torch
 from evolens.errors import NumericalError
 from evolens.tracing.engine import StepMetrics, StepMetricsEngine
 from evolens.tracing.spec import HiddenSelection
+from evolens.vocabulary import ATTENTION_SHARES
 
 
 class BatchRecorder:
@@ -38,24 +39,38 @@ class BatchRecorder:
         self._metrics: list[list[dict[str, np.ndarray | None]]] = [[] for _ in sample_ids]
         self._hidden: list[list[tuple[int, torch.Tensor]]] = [[] for _ in sample_ids]
         self._hidden_layers: list[int] | None = None
+        self.image_states: tuple[torch.Tensor, torch.Tensor] | None = None
+        """With the image-token lens: the states at the prompt's image tokens, (N, L+1, d), and the (B, T)
+        mask of their positions (row-major), from the batch's first pass."""
 
-    def on_step(self, states: torch.Tensor, tokens: torch.Tensor) -> None:
-        """Record one step: states (B, L+1, d) of the pass that emitted ``tokens`` (B,)."""
+    def on_step(
+        self, states: torch.Tensor, tokens: torch.Tensor, attention: torch.Tensor | None = None
+    ) -> None:
+        """Record one step: states (B, L+1, d) of the pass that emitted ``tokens`` (B,), and that pass's
+        attention shares (B, L, H, 3) (``evolens.models.capture.AttentionShares``; None: not read)."""
         tokens = tokens.cpu()
         rows = self.active.nonzero().flatten()
         if len(rows):
             row_states = states[rows.to(states.device)]
             self._check_finite(row_states, rows)
             metrics = self.engine(row_states, tokens[rows]).cpu()
-            self._store(rows, tokens[rows], metrics, row_states)
+            shares = None if attention is None else attention_metrics(attention[rows])
+            self._store(rows, tokens[rows], metrics, row_states, shares)
             self.active[rows] &= ~torch.isin(tokens[rows], self.eos)
         self.step += 1
 
-    def on_steps(self, states: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> None:
+    def on_steps(
+        self,
+        states: torch.Tensor,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        attention: torch.Tensor | None = None,
+    ) -> None:
         """Record a teacher-forced batch at once: states (B, L+1, P, d) at the positions that predict the
-        response tokens (B, P), of which row i has ``lengths[i]``. The same records as ``on_step`` called
-        for each position in turn (a row ends after its first end-of-sequence token), with the metrics of
-        every position from one engine call."""
+        response tokens (B, P), of which row i has ``lengths[i]``, and the attention shares there
+        (B, P, L, H, 3) when read. The same records as ``on_step`` called for each position in turn (a
+        row ends after its first end-of-sequence token), with the metrics of every position from one
+        engine call."""
         tokens = tokens.cpu()
         longest = states.shape[2]
         valid = torch.arange(longest)[None, :] < lengths.cpu()[:, None]
@@ -64,6 +79,7 @@ class BatchRecorder:
         steps, rows = valid.T.nonzero(as_tuple=True)  # step-major: the order ``on_step`` records in
         flat = states[rows.to(states.device), :, steps.to(states.device)]  # (N, L+1, d)
         metrics = self.engine(flat, tokens[rows, steps]).cpu()
+        shares = None if attention is None else attention_metrics(attention[rows, steps])
         start = 0
         for step in range(longest):
             count = int((steps == step).sum())
@@ -72,7 +88,8 @@ class BatchRecorder:
             self.step = step
             chosen = slice(start, start + count)
             self._check_finite(flat[chosen], rows[chosen])
-            self._store(rows[chosen], tokens[rows[chosen], step], metrics.take(chosen), flat[chosen])
+            part = None if shares is None else {name: value[chosen] for name, value in shares.items()}
+            self._store(rows[chosen], tokens[rows[chosen], step], metrics.take(chosen), flat[chosen], part)
             start += count
         self.step = longest
         self.active[:] = False
@@ -90,9 +107,15 @@ class BatchRecorder:
         )
 
     def _store(
-        self, rows: torch.Tensor, tokens: torch.Tensor, metrics: StepMetrics, states: torch.Tensor
+        self,
+        rows: torch.Tensor,
+        tokens: torch.Tensor,
+        metrics: StepMetrics,
+        states: torch.Tensor,
+        shares: dict[str, np.ndarray] | None = None,
     ) -> None:
         arrays = {f.name: _numpy(getattr(metrics, f.name)) for f in fields(metrics)}
+        arrays |= shares or {}
         keep = self.hidden_selection
         layers = self._hidden_layers = None if keep is None else keep.layer_index(states.shape[1])
         for position, row in enumerate(rows.tolist()):
@@ -135,6 +158,18 @@ class BatchRecorder:
             "steps": torch.tensor([step for step, _ in kept], dtype=torch.int32),
             "layers": torch.tensor(self._hidden_layers, dtype=torch.int32),
         }
+
+
+def attention_metrics(shares: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-head shares (G, L, H, 3) -> the steps columns: ``attn_image``, ``attn_prompt`` and
+    ``attn_generated`` (G, L) fp32, head-averaged (NaN for a layer without self-attention), and
+    ``attn_image_heads`` (G, L, H) uint8, round(255 x each head's image share) (0 where NaN)."""
+    means = shares.mean(dim=2).numpy().astype(np.float32)
+    image = np.nan_to_num(shares[..., 0].numpy(), nan=0.0)
+    return {
+        **{name: means[..., index] for index, name in enumerate(ATTENTION_SHARES)},
+        "attn_image_heads": np.rint(255 * np.clip(image, 0, 1)).astype(np.uint8),
+    }
 
 
 def _numpy(tensor: torch.Tensor | None) -> Any:

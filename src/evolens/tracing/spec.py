@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from evolens.data.config import Section
 from evolens.errors import UsageError
@@ -42,6 +42,15 @@ def parse_indices(text: str, what: str) -> tuple[int, ...]:
             raise UsageError(f"{what}: '{part.strip()}' runs backwards; write {high}-{low}")
         indices.update(range(low, high + 1))
     return tuple(sorted(indices))
+
+
+def parse_probe_words(text: str) -> tuple[str, ...]:
+    """ "red, blue,circle" -> ("red", "blue", "circle"): stripped, distinct, in order; a ValueError for a
+    list without a word."""
+    words = tuple(dict.fromkeys(word.strip() for word in str(text).split(",") if word.strip()))
+    if not words:
+        raise ValueError(f"--probe-words: no word in '{text}'; use e.g. red,circle")
+    return words
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,13 @@ class TraceSpec(Section):
     """What the model is shown of each sample's image: image (its own), no-image, blank (a uniform image of
     its size and mean colour) or shuffled (another sample's image): the nulls of
     ``evolens.tracing.conditions``."""
+    image_tokens: bool = False
+    """Also read the lens at every image token of the prompt at every layer: the trace's ``image_tokens/``
+    table (each token's region of the image, its top-1 token and the probe words' probabilities per
+    layer). Needs a model whose image occupies sequence positions."""
+    probe_words: str | None = None
+    """With image_tokens: comma-separated words whose probability is recorded at every image token and
+    layer; left out, the content words each sample generated."""
 
     @field_validator("lens")
     @classmethod
@@ -138,6 +154,33 @@ class TraceSpec(Section):
         except UsageError as exc:
             raise ValueError(str(exc)) from exc
         return text
+
+    @field_validator("probe_words")
+    @classmethod
+    def _words(cls, text: str | None) -> str | None:
+        if text is None:
+            return None
+        words = parse_probe_words(text)
+        return ",".join(words)
+
+    @model_validator(mode="after")
+    def _probes_need_image_tokens(self) -> TraceSpec:
+        if self.probe_words is not None and not self.image_tokens:
+            raise ValueError("probe_words (--probe-words) needs image_tokens (--image-tokens)")
+        return self
+
+    @property
+    def probe_word_list(self) -> tuple[str, ...] | None:
+        """The probe words given (None: each sample's generated content words)."""
+        return None if self.probe_words is None else parse_probe_words(self.probe_words)
+
+    def image_tokens_record(self) -> dict[str, Any] | None:
+        """What meta.json records of the image-token lens: None when off, else the probe words given (None:
+        each sample's generated content words)."""
+        if not self.image_tokens:
+            return None
+        words = self.probe_word_list
+        return {"probe_words": None if words is None else list(words)}
 
     @property
     def records_paper_js(self) -> bool:

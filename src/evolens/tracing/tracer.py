@@ -27,11 +27,13 @@ from evolens.errors import InputError, UsageError
 from evolens.io.store import SampleRecord, TraceWriter, read_failures
 from evolens.lenses.logit import Lens
 from evolens.lenses.spec import lens_record, make_lens
-from evolens.models.capture import LayerCapture, TokenStreamer
+from evolens.models.capture import AttentionShares, LayerCapture, TokenStreamer
+from evolens.models.image_tokens import image_token_id
 from evolens.models.loaded import LoadedModel
 from evolens.tracing.conditions import ConditionedImages
 from evolens.tracing.engine import StepMetricsEngine
 from evolens.tracing.engines import TraceEngine, TraceJob, TraceResult
+from evolens.tracing.image_lens import ImageTokenLens
 from evolens.tracing.progress import Progress, ProgressCallback
 from evolens.tracing.recorder import BatchRecorder
 from evolens.tracing.scoring import forward, with_responses
@@ -170,6 +172,9 @@ class Tracer:
         self.lens = lens if lens is not None else make_lens(loaded, spec.lens)
         self.engine = StepMetricsEngine(self.lens, spec.top_k, spec.records_paper_js)
         self.images = ConditionedImages(spec.condition, samples, spec.seed)
+        self.image_lens = (
+            ImageTokenLens(loaded, self.lens, spec.probe_word_list) if spec.image_tokens else None
+        )
 
     def trace_samples(
         self, samples: Sequence[Sample], on_failure: Callable[[str, str | None, str], None] | None = None
@@ -226,7 +231,25 @@ class Tracer:
         recorder = (
             self.score(inputs, ids, [s.response for s in chosen]) if scored else self.generate(inputs, ids)
         )
-        return [self._record(entry, recorder, row) for row, entry in enumerate(shown)]
+        records = [self._record(entry, recorder, row) for row, entry in enumerate(shown)]
+        if self.image_lens is not None and recorder.image_states is not None:
+            kept, mask = recorder.image_states
+            sizes = [None if entry.image is None else entry.image.size for entry in shown]
+            lensed = self.image_lens.records(kept, mask, inputs, sizes, [r.text for r in records])
+            for record, image_tokens in zip(records, lensed, strict=True):
+                record.image_tokens = image_tokens
+            recorder.image_states = None
+        return records
+
+    def _image(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) the prompts' image tokens (all False for a model without them): the keys the attention
+        readout counts as the image."""
+        token = image_token_id(self.loaded)
+        return torch.zeros_like(input_ids, dtype=torch.bool) if token is None else input_ids == token
+
+    def _keep(self, input_ids: torch.Tensor) -> torch.Tensor | None:
+        """(B, T) the image tokens whose states the image-token lens reads, or None without it."""
+        return None if self.image_lens is None else self.image_lens.mask(input_ids)
 
     def score(self, inputs: Any, sample_ids: list[str], responses: Sequence[Any]) -> BatchRecorder:
         """Teacher-force the given responses (token ids) on one left-padded batch of prompts in one forward
@@ -239,10 +262,17 @@ class Tracer:
             self.loaded.adapter.response_inputs,
         )
         recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, self.spec.hidden)
-        with LayerCapture(self.loaded, positions=batch.positions) as capture:
+        keep = self._keep(batch.inputs["input_ids"])
+        prompt_ids = inputs["input_ids"]
+        with (
+            LayerCapture(self.loaded, positions=batch.positions, keep=keep) as capture,
+            AttentionShares(self.loaded, self._image(prompt_ids), positions=batch.positions) as attention,
+        ):
             forward(self.loaded, batch.inputs)
             states = capture.pop()
-        recorder.on_steps(states, batch.tokens, batch.lengths)
+        recorder.on_steps(states, batch.tokens, batch.lengths, attention.pop())
+        if keep is not None and capture.kept is not None:
+            recorder.image_states = (capture.kept, keep)
         self.engine.release()
         return_freed_memory()
         return recorder
@@ -253,8 +283,12 @@ class Tracer:
         recorder = BatchRecorder(self.engine, sample_ids, self.loaded.eos_token_ids, spec.hidden)
         if spec.do_sample:
             torch.manual_seed(_batch_seed(spec.seed, sample_ids))
-        with LayerCapture(self.loaded) as capture:
-            streamer = TokenStreamer(lambda tokens: recorder.on_step(capture.pop(), tokens))
+        keep = self._keep(inputs["input_ids"])
+        with (
+            LayerCapture(self.loaded, keep=keep) as capture,
+            AttentionShares(self.loaded, self._image(inputs["input_ids"])) as attention,
+        ):
+            streamer = TokenStreamer(lambda tokens: recorder.on_step(capture.pop(), tokens, attention.pop()))
             emitted = self.loaded.generate(
                 inputs,
                 max_new_tokens=spec.max_new_tokens,
@@ -264,6 +298,8 @@ class Tracer:
                 streamer=streamer,
             )
         recorder.check_matches(emitted)
+        if keep is not None and capture.kept is not None:
+            recorder.image_states = (capture.kept, keep)
         self.engine.release()
         return_freed_memory()
         return recorder
@@ -321,6 +357,7 @@ def trace_meta(
         "condition": spec.condition,
         "seed": spec.seed,
         "hidden": None if spec.hidden is None else spec.hidden.to_dict(),
+        "image_tokens": spec.image_tokens_record(),
         "versions": {
             "evolens": __version__,
             "torch": torch.__version__,

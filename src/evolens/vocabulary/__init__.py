@@ -14,10 +14,12 @@ from evolens.vocabulary.look import (
     visible_token,
 )
 from evolens.vocabulary.metrics import (
+    ATTENTION_SHARES,
     EXPLORER,
     HEATMAP,
     IMAGE_EFFECT,
     LAYER_STATISTICS,
+    LENS_STORED,
     METRICS,
     OVERVIEW,
     STORED,
@@ -38,6 +40,7 @@ from evolens.vocabulary.stages import (
 )
 
 __all__ = [
+    "ATTENTION_SHARES",
     "EXPLORER",
     "HEATMAP",
     "IMAGE_EFFECT",
@@ -45,6 +48,7 @@ __all__ = [
     "KIND_COLORS",
     "KIND_LABELS",
     "LAYER_STATISTICS",
+    "LENS_STORED",
     "METRICS",
     "OVERVIEW",
     "SERIES_COLORS",

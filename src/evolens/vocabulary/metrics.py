@@ -8,7 +8,12 @@ A metric's ``per`` says what one generated token holds (L decoder layers, lens l
 - ``"layer"``: L+1 values, one per lens layer 0..L;
 - ``"transition"``: L values, one per pair of consecutive lens layers; value l-1 belongs to layer l
   (the change layer l made, between layers l-1 and l), so it is drawn at layers 1..L;
-- ``"layer_topk"``: (L+1, k) values, the k most likely tokens of each lens layer.
+- ``"layer_topk"``: (L+1, k) values, the k most likely tokens of each lens layer;
+- ``"layer_heads"``: (L, H) values, one per attention head of each decoder layer 1..L.
+
+A stored metric's ``source`` says what computes it: ``"lens"``, the step engine from each layer's lens
+distribution (``evolens.tracing.engine.StepMetrics``); ``"attention"``, the attention probabilities of the
+current position, recomputed from each decoder layer's queries and keys (``evolens.models.capture``).
 
 Stored metrics are columns of the trace's steps table (docs/trace-format.md); derived ones are computed
 by the analyses from stored ones (``evolens.analysis.distribution.metric_values``).
@@ -19,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Per = Literal["layer", "transition", "layer_topk"]
+Per = Literal["layer", "transition", "layer_topk", "layer_heads"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class Metric:
         direction: what a higher value means.
         stored: True for a column of the trace, False for a metric the analyses derive.
         arrow: the stored column's Arrow type ("list<float32>"); None for a derived metric.
+        source: for a stored metric, what computes it: "lens" (the step engine) or "attention" (the
+            attention readout of ``evolens.models.capture.AttentionShares``).
     """
 
     name: str
@@ -45,6 +52,7 @@ class Metric:
     direction: str
     stored: bool
     arrow: str | None = None
+    source: Literal["lens", "attention"] = "lens"
 
     def __post_init__(self) -> None:
         if self.stored != (self.arrow is not None):
@@ -53,7 +61,7 @@ class Metric:
     @property
     def first_layer(self) -> int:
         """The lens layer of a token's first value: 1 for a transition (the layer that made the change)."""
-        return 1 if self.per == "transition" else 0
+        return 1 if self.per in ("transition", "layer_heads") else 0
 
     def layers(self, n_layers: int) -> range:
         """The lens layers a token's values belong to, for L = ``n_layers``: 1..L or 0..L."""
@@ -152,6 +160,50 @@ DEFINED = (
         arrow="list<list<float32>>",
     ),
     Metric(
+        "attn_image",
+        "transition",
+        "fraction",
+        "attention share on the image tokens",
+        "attn image",
+        "the layer's heads read more from the image tokens",
+        stored=True,
+        arrow="list<float32>",
+        source="attention",
+    ),
+    Metric(
+        "attn_prompt",
+        "transition",
+        "fraction",
+        "attention share on the prompt text",
+        "attn prompt",
+        "the layer's heads read more from the prompt's other tokens",
+        stored=True,
+        arrow="list<float32>",
+        source="attention",
+    ),
+    Metric(
+        "attn_generated",
+        "transition",
+        "fraction",
+        "attention share on the generated tokens",
+        "attn generated",
+        "the layer's heads read more from the tokens generated so far",
+        stored=True,
+        arrow="list<float32>",
+        source="attention",
+    ),
+    Metric(
+        "attn_image_heads",
+        "layer_heads",
+        "fraction / 255",
+        "attention share on the image tokens, per head",
+        "attn image (heads)",
+        "a head reads more from the image tokens (round(255 x share), uint8)",
+        stored=True,
+        arrow="list<list<uint8>>",
+        source="attention",
+    ),
+    Metric(
         "log_rank",
         "layer",
         "bits",
@@ -179,10 +231,14 @@ DEFINED = (
         stored=False,
     ),
 )
+ATTENTION_SHARES = ("attn_image", "attn_prompt", "attn_generated")
+"""Where the current position's attention goes, per decoder layer (head-averaged shares summing to 1)."""
 METRICS: dict[str, Metric] = {m.name: m for m in DEFINED}
 """Every metric by name: the stored ones in the steps table's column order, then the derived ones."""
 STORED: tuple[Metric, ...] = tuple(m for m in DEFINED if m.stored)
-"""The steps table's metric columns, in order (``StepMetrics`` has exactly these fields)."""
+"""The steps table's metric columns, in order."""
+LENS_STORED: tuple[Metric, ...] = tuple(m for m in STORED if m.source == "lens")
+"""The stored metrics the step engine computes (``StepMetrics`` has exactly these fields)."""
 
 LAYER_STATISTICS = ("jsd_next", "kl_last", "entropy", "prob", "log_rank", "top1")
 """The per-layer means with intervals that summary.json's ``distribution`` holds, in the panel order of

@@ -37,3 +37,19 @@ def load_demo(device: str | torch.device = "cpu", dtype: torch.dtype = torch.flo
     if lens.is_dir():
         loaded.info[BUNDLED_LENS] = lens
     return loaded
+
+
+def load_demo_prior(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> LoadedModel:
+    """``demo-prior``: the demo with the LoRA factors of ``assets/demo/prior`` (trained with a planted
+    co-occurrence prior: a blue square "seen" whenever a red circle is there; docs/demo-model.md) in place
+    of its own. The demo's tuned lens was trained for the demo, so none is bundled with this variant."""
+    from evolens.models.demo.assets import PRIOR_DIR, asset_dir, load_demo_vlm
+    from evolens.models.registry import adapter_for_family
+
+    model, processor, manifest = load_demo_vlm(dtype=dtype, lora_directory=asset_dir() / PRIOR_DIR)
+    loaded = LoadedModel(
+        "demo-prior", model.to(device), processor.tokenizer, processor, adapter_for_family("demo")
+    )
+    loaded.info["demo_manifest"] = manifest
+    loaded.info[SCOPE] = DEMO_SCOPE
+    return loaded

@@ -28,6 +28,8 @@ from evolens.models.demo.vision import VisionConfig, VisionEncoder, feature_dim
 
 PROJECTOR_FILE = "projector.safetensors"
 MANIFEST_FILE = "manifest.json"
+PRIOR_DIR = "prior"
+"""``demo-prior``'s LoRA factors and manifest (the demo's projector is shared): ``docs/demo-model.md``."""
 TUNED_LENS_DIR = "tuned-lens"
 """The demo's bundled tuned lens (``tuned-lens`` format: config.json + params.pt, plus its manifest.json)."""
 
@@ -103,9 +105,13 @@ def save_lora(factors: dict[str, torch.Tensor], directory: Path | None = None) -
 
 
 def load_demo_vlm(
-    dtype: torch.dtype = torch.float32, directory: Path | None = None
+    dtype: torch.dtype = torch.float32, directory: Path | None = None, lora_directory: Path | None = None
 ) -> tuple[DemoVLM, DemoProcessor, dict[str, Any]]:
-    """The trained demo VLM, its processor and manifest, from the packaged (or given) asset folder."""
+    """The trained demo VLM, its processor and manifest, from the packaged (or given) asset folder.
+
+    ``lora_directory`` (``demo-prior``: ``asset_dir() / PRIOR_DIR``) holds other LoRA factors and their
+    manifest, used with the projector of ``directory``; the manifest returned is then that folder's.
+    """
     manifest = read_manifest(directory)
     path = (directory or asset_dir()) / PROJECTOR_FILE
     if not path.exists():
@@ -114,8 +120,10 @@ def load_demo_vlm(
         vision_config_from(manifest), int(manifest["projector"]["hidden"]), dtype
     )
     model.projector.load_state_dict(load_file(str(path)))
+    if lora_directory is not None:
+        manifest = read_manifest(lora_directory)
     if "decoder_lora" in manifest:
-        lora_path = (directory or asset_dir()) / LORA_FILE
+        lora_path = (lora_directory or directory or asset_dir()) / LORA_FILE
         if not lora_path.exists():
             raise ModelLoadError(f"the demo decoder's LoRA weights are missing ({lora_path})")
         settings = LoraSettings.from_dict(manifest["decoder_lora"])

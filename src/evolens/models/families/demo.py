@@ -11,6 +11,7 @@ ADAPTER = ModelAdapter(
     unembedding=("decoder.lm_head",),
     embed_tokens=("decoder.model.embed_tokens",),
     inputs="processor_chat",
+    image_layout="cells",
     text_config="",
     vision=True,
     image_first=True,

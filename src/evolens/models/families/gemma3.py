@@ -16,5 +16,6 @@ ADAPTER = ModelAdapter(
     final_norm=("model.language_model.norm",),
     embed_tokens=("model.language_model.embed_tokens",),
     inputs="processor_chat",
+    image_layout="grid",
     images_per_prompt=True,  # a flat list of 2 images reads as 2 images for the first prompt
 )

@@ -14,5 +14,6 @@ ADAPTER = ModelAdapter(
     final_norm=("model.text_model.norm",),
     embed_tokens=("model.text_model.embed_tokens",),
     inputs="processor_chat",
+    image_layout="tiles",
     images_per_prompt=True,
 )

@@ -16,5 +16,6 @@ ADAPTER = ModelAdapter(
     unembedding=("language_model.lm_head",),
     embed_tokens=("language_model.model.embed_tokens",),
     inputs="processor_prompt",
+    image_layout="queries",
     prompt_template="{prompt}",
 )

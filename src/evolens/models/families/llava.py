@@ -10,4 +10,5 @@ ADAPTER = ModelAdapter(
     final_norm=("model.language_model.norm", "language_model.model.norm"),
     embed_tokens=("model.language_model.embed_tokens", "language_model.model.embed_tokens"),
     inputs="processor_chat",
+    image_layout="grid",
 )

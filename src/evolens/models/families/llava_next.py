@@ -10,4 +10,5 @@ ADAPTER = ModelAdapter(
     final_norm=("model.language_model.norm",),
     embed_tokens=("model.language_model.embed_tokens",),
     inputs="processor_chat",
+    image_layout="anyres",
 )

@@ -15,6 +15,7 @@ ADAPTER = ModelAdapter(
     final_norm=("model.language_model.norm",),
     embed_tokens=("model.language_model.embed_tokens",),
     inputs="processor_prompt",
+    image_layout="grid",
     prompt_template="<image>{prompt}",
     logit_softcap="final_logit_softcapping",
     response_inputs={"token_type_ids": 1},

@@ -17,5 +17,6 @@ ADAPTER = ModelAdapter(
     final_norm=("model.language_model.norm",),
     embed_tokens=("model.language_model.embed_tokens",),
     inputs="processor_chat",
+    image_layout="merged_patches",
     notes="DeepStack adds vision features to image positions after each of the first k layers",
 )
