@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-DEFAULT_LEVEL = 0.95
+from evolens.analysis.bootstrap import DEFAULT_LEVEL, simultaneous_band
 
 
 def image_ids(samples: pd.DataFrame) -> np.ndarray:
@@ -67,20 +67,6 @@ class Band:
     n_images: int
     n_samples: int
     n_tokens: int
-
-
-def simultaneous_band(
-    estimate: np.ndarray, replicates: np.ndarray, level: float = DEFAULT_LEVEL
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """(low, high, c): the max-t band of ``estimate`` (K,) from bootstrap ``replicates`` (n_boot, K)."""
-    se = np.nanstd(replicates, axis=0, ddof=1) if len(replicates) > 1 else np.zeros_like(estimate)
-    varying = np.isfinite(se) & (se > 1e-12 * np.maximum(1.0, np.abs(estimate)))
-    if not varying.any():
-        return estimate.copy(), estimate.copy(), 0.0
-    deviations = np.abs(replicates[:, varying] - estimate[varying]) / se[varying]
-    critical = float(np.nanquantile(np.nanmax(deviations, axis=1), level))
-    half = critical * np.where(varying, se, 0.0)
-    return estimate - half, estimate + half, critical
 
 
 def image_bootstrap(
